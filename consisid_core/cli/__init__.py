@@ -1,0 +1,42 @@
+"""Command-line entry: dispatches to one module per sub-command, each with `add_arguments` and `run`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ..errors import ConsisIDError
+
+# sub-command -> (module under consisid_core.cli, one-line help)
+COMMANDS = {
+    "generate": ("generate", "make a video from a face photo and a prompt"),
+    "check-models": ("check_models", "list the weight files the pack needs, found or missing"),
+    "batch": ("batch", "run many faces x prompts through a ComfyUI server (API mode)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Top-level parser; each sub-command module fills its own arguments."""
+    parser = argparse.ArgumentParser(prog="python -m consisid_core", description="ConsisID identity-preserving text-to-video")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run a sub-command; known errors become a one-line message and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except ConsisIDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,25 @@
+"""T5 prompt encoding exactly as the reference: pad to the model's text length, no attention mask."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import UnsupportedInputError
+from ..notices import warn
+
+
+def encode_prompt(tokenizer, text_encoder, prompt: str, max_len: int, device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """[1, max_len, dim] embeddings of one prompt; a prompt longer than max_len tokens is cut with a warning."""
+    if not isinstance(prompt, str):
+        raise UnsupportedInputError(f"prompt must be text; got {type(prompt).__name__}")
+    ids = tokenizer(
+        [prompt], padding="max_length", max_length=max_len, truncation=True, add_special_tokens=True,
+        return_tensors="pt",
+    ).input_ids
+    full = tokenizer([prompt], padding="longest", return_tensors="pt").input_ids
+    if full.shape[-1] > ids.shape[-1] or (full.shape[-1] == ids.shape[-1] and not torch.equal(full, ids)):
+        dropped = tokenizer.batch_decode(full[:, max_len - 1 : -1])[0]
+        warn(f"the prompt is longer than the model's {max_len} tokens and was cut; dropped: {dropped!r}")
+    embeds = text_encoder(ids.to(device))[0]
+    return embeds.to(dtype=dtype, device=device)

@@ -1,0 +1,63 @@
+"""ConsisID transformer forward pass with face tokens computed once, not once per step.
+
+`ConsisIDTransformer3DModel.forward` reruns the local facial extractor on every call although its
+output depends only on the face. This mirrors that forward operation for operation (so results are
+bit-identical) but takes the precomputed face tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def face_tokens(transformer, id_cond: torch.Tensor, id_vit_hidden: list[torch.Tensor], dtype: torch.dtype,
+                device: torch.device) -> torch.Tensor:
+    """Run the local facial extractor (Q-Former) on ArcFace+EVA features -> [1, queries, kv_dim]."""
+    id_cond = id_cond.to(device=device, dtype=dtype)
+    id_vit_hidden = [t.to(device=device, dtype=dtype) for t in id_vit_hidden]
+    return transformer.local_facial_extractor(id_cond, id_vit_hidden)
+
+
+def transformer_forward(
+    transformer,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    timestep: torch.Tensor,
+    image_rotary_emb,
+    tokens: torch.Tensor | None,
+    face_scale: float,
+) -> torch.Tensor:
+    """Predict v for `hidden_states` [B, T, 2C, h, w]; face tokens (batch 1) reach every CFG branch."""
+    batch_size, num_frames, _, height, width = hidden_states.shape
+    t_emb = transformer.time_proj(timestep).to(dtype=hidden_states.dtype)
+    emb = transformer.time_embedding(t_emb, None)
+
+    hidden_states = transformer.patch_embed(encoder_hidden_states, hidden_states)
+    hidden_states = transformer.embedding_dropout(hidden_states)
+    text_len = encoder_hidden_states.shape[1]
+    encoder_hidden_states = hidden_states[:, :text_len]
+    hidden_states = hidden_states[:, text_len:]
+
+    inject = tokens is not None and getattr(transformer, "is_train_face", False)
+    interval = getattr(transformer, "cross_attn_interval", 1)
+    ca_idx = 0
+    for i, block in enumerate(transformer.transformer_blocks):
+        hidden_states, encoder_hidden_states = block(
+            hidden_states=hidden_states,
+            encoder_hidden_states=encoder_hidden_states,
+            temb=emb,
+            image_rotary_emb=image_rotary_emb,
+        )
+        if inject and i % interval == 0:
+            hidden_states = hidden_states + face_scale * transformer.perceiver_cross_attention[ca_idx](tokens, hidden_states)
+            ca_idx += 1
+
+    hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+    hidden_states = transformer.norm_final(hidden_states)
+    hidden_states = hidden_states[:, text_len:]
+    hidden_states = transformer.norm_out(hidden_states, temb=emb)
+    hidden_states = transformer.proj_out(hidden_states)
+
+    p = transformer.config.patch_size
+    output = hidden_states.reshape(batch_size, num_frames, height // p, width // p, -1, p, p)
+    return output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Run the test suite: create .venv when absent (CPU torch 2.13.0 if the venv has no torch),
+# install the pack's requirements and the test extras, then run pytest with any arguments given.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${CONSISID_VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+"$PY" -m pip install -q --upgrade pip >/dev/null
+"$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==2.13.0"
+"$PY" -m pip install -q -r requirements.txt -r tests/requirements.txt
+export HF_HUB_OFFLINE=1
+exec "$PY" -m pytest "$@"
