@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -10,6 +9,7 @@ import torch
 
 from ..errors import UnsupportedInputError
 from . import checks
+from .attention import attention_backend
 from .conditioning import encode_posterior, image_latents, keypoint_image, preprocess, to_pil_rgb
 from .decode import decode_latents
 from .denoise import StepCallback, denoise_loop
@@ -19,8 +19,6 @@ from .rotary import rotary_embeddings
 from .stages import GlobalConditioning, LatentVideo, LocalConditioning, TextConditioning
 from .text import encode_prompt
 from .transformer_forward import face_tokens
-
-SDPA_BACKENDS = ("sdpa", "sdpa_flash", "sdpa_efficient", "sdpa_math", "sdpa_cudnn")
 
 
 @dataclass
@@ -56,19 +54,6 @@ class ConsisIDEngine:
         """A generator seeded like the reference's; on the CPU by default so seeds reproduce across machines."""
         device = self.device if self.generator_device == "device" else torch.device("cpu")
         return torch.Generator(device).manual_seed(int(seed))
-
-    def _attention_context(self):
-        if self.attention == "sdpa":
-            return contextlib.nullcontext()
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        backend = {
-            "sdpa_flash": SDPBackend.FLASH_ATTENTION,
-            "sdpa_efficient": SDPBackend.EFFICIENT_ATTENTION,
-            "sdpa_math": SDPBackend.MATH,
-            "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION,
-        }[self.attention]
-        return sdpa_kernel(backend)
 
     # ---- settings -------------------------------------------------------------------------------
     def check_settings(self, height: int, width: int, num_frames: int, frames_policy: str = "snap") -> int:
@@ -186,7 +171,7 @@ class ConsisIDEngine:
         shape = (1, latent_frames, self.info.latent_channels, height // self.info.vae_spatial, width // self.info.vae_spatial)
         latents = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype) * scheduler.init_noise_sigma
         rotary = rotary_embeddings(self.info, height, width, latent_frames, self.device) if self.info.rotary_positions else None
-        with self.placement.use(self.transformer), self._attention_context():
+        with self.placement.use(self.transformer), attention_backend(self.transformer, self.attention):
             latents = denoise_loop(
                 self.transformer, scheduler, latents, cond, prompt_embeds, rotary,
                 local.face_tokens.to(self.device), local.face_scale, num_inference_steps, guidance_scale,

@@ -9,7 +9,8 @@ import torch
 
 from ..catalog import HF_URL
 from ..errors import ModelFilesError, UnsupportedInputError
-from .engine import SDPA_BACKENDS, ConsisIDEngine
+from .attention import available_backends
+from .engine import ConsisIDEngine
 from .files import ModelFiles, read_config, resolve_model_folder, resolve_single_file
 from .info import ModelInfo
 from .offload import MEMORY_MODES, Placement
@@ -97,8 +98,10 @@ def load_engine(
     """
     if memory_mode not in MEMORY_MODES:
         raise UnsupportedInputError(f"memory_mode must be one of {MEMORY_MODES}; got {memory_mode!r}")
-    if attention not in SDPA_BACKENDS:
-        raise UnsupportedInputError(f"attention must be one of {SDPA_BACKENDS}; got {attention!r}")
+    if attention not in available_backends():
+        raise UnsupportedInputError(
+            f"attention must be one of {available_backends()} (optional ones appear when installed); got {attention!r}"
+        )
     if generator_device not in ("cpu", "device"):
         raise UnsupportedInputError("generator_device must be 'cpu' or 'device'")
     dtype = _as_dtype(dtype)
