@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
-
-logger = logging.getLogger("consisid")
 
 
 class ConsisIDWarning(UserWarning):
@@ -13,6 +10,5 @@ class ConsisIDWarning(UserWarning):
 
 
 def warn(message: str) -> None:
-    """Log and raise a ConsisIDWarning so both consoles and callers (nodes, tests) see it."""
-    logger.warning(message)
+    """Issue a ConsisIDWarning: printed on the console, catchable by callers (nodes, tests)."""
     warnings.warn(message, ConsisIDWarning, stacklevel=3)

@@ -8,15 +8,31 @@ from typing import Iterator
 import torch
 
 
+def _stitchable(factor: float, latent_tile: int) -> float:
+    """An overlap factor for which diffusers' tile stride equals its crop size (else the video grows).
+
+    CogVideoX's tiled decode steps by int(L*(1-f)) latents but keeps 8L - int(8Lf) pixels per tile; the
+    two agree only when L*f is a whole number (true for the real 480x720 setting, L=30, f=1/6).
+    """
+    overlap = max(1, round(latent_tile * factor))
+    return overlap / latent_tile
+
+
 @contextlib.contextmanager
 def vae_mode(vae, tiling: bool, slicing: bool) -> Iterator[None]:
     """Switch tiling/slicing on for one decode only, so encoding stays exact."""
-    saved = (getattr(vae, "use_tiling", False), getattr(vae, "use_slicing", False))
+    names = ("use_tiling", "use_slicing", "tile_overlap_factor_height", "tile_overlap_factor_width")
+    saved = {name: getattr(vae, name, None) for name in names}
     vae.use_tiling, vae.use_slicing = tiling, slicing
+    if tiling and saved["tile_overlap_factor_height"] is not None:
+        vae.tile_overlap_factor_height = _stitchable(saved["tile_overlap_factor_height"], vae.tile_latent_min_height)
+        vae.tile_overlap_factor_width = _stitchable(saved["tile_overlap_factor_width"], vae.tile_latent_min_width)
     try:
         yield
     finally:
-        vae.use_tiling, vae.use_slicing = saved
+        for name, value in saved.items():
+            if value is not None:
+                setattr(vae, name, value)
 
 
 def decode_latents(vae, processor, latents: torch.Tensor, scaling: float, tiling: bool = False,

@@ -17,7 +17,7 @@ def encode_prompt(tokenizer, text_encoder, prompt: str, max_len: int, device: to
         [prompt], padding="max_length", max_length=max_len, truncation=True, add_special_tokens=True,
         return_tensors="pt",
     ).input_ids
-    full = tokenizer([prompt], padding="longest", return_tensors="pt").input_ids
+    full = tokenizer([prompt], padding="longest", return_tensors="pt", verbose=False).input_ids
     if full.shape[-1] > ids.shape[-1] or (full.shape[-1] == ids.shape[-1] and not torch.equal(full, ids)):
         dropped = tokenizer.batch_decode(full[:, max_len - 1 : -1])[0]
         warn(f"the prompt is longer than the model's {max_len} tokens and was cut; dropped: {dropped!r}")
