@@ -17,21 +17,24 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Top-level parser; each sub-command module fills its own arguments."""
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """Top-level parser; only the chosen sub-command's module is imported (one broken command can't break all)."""
     parser = argparse.ArgumentParser(prog="python -m consisid_core", description="ConsisID identity-preserving text-to-video")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(f"{__name__}.{module_name}")
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        sub.set_defaults(_module=module)
+        if name == chosen:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            module.add_arguments(sub)
+            sub.set_defaults(_module=module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run a sub-command; known errors become a one-line message and exit code 2."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(chosen if chosen in COMMANDS else None).parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
     except ConsisIDError as exc:

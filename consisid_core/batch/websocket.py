@@ -1,0 +1,166 @@
+"""A minimal RFC 6455 websocket client (standard library only) for ComfyUI's `/ws` progress messages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import ssl
+import struct
+from urllib.parse import urlsplit
+
+_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+class WebSocketError(ConnectionError):
+    """The websocket handshake failed or the connection broke."""
+
+
+class WebSocket:
+    """A blocking websocket connection: `recv()` returns whole text (str) or binary (bytes) messages."""
+
+    def __init__(self, url: str, timeout: float = 10.0):
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss"):
+            raise WebSocketError(f"not a websocket URL: {url}")
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        try:
+            raw = socket.create_connection((parts.hostname, port), timeout=timeout)
+        except OSError as exc:
+            raise WebSocketError(f"cannot connect to {url}: {exc}") from exc
+        if parts.scheme == "wss":
+            raw = ssl.create_default_context().wrap_socket(raw, server_hostname=parts.hostname)
+        self._sock = raw
+        self._buffer = b""
+        self.closed = False
+        self._handshake(parts.hostname, port, path)
+
+    # -------------------------------------------------------------- handshake and raw io
+
+    def _handshake(self, host: str, port: int, path: str) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self._sock.sendall(request.encode())
+        while b"\r\n\r\n" not in self._buffer:
+            self._fill()
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        if " 101 " not in lines[0] + " ":
+            self.close()
+            raise WebSocketError(f"websocket upgrade refused: {lines[0]}")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        expected = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
+        if headers.get("sec-websocket-accept") != expected:
+            self.close()
+            raise WebSocketError("websocket upgrade answered with a wrong Sec-WebSocket-Accept")
+
+    def _fill(self) -> None:
+        try:
+            chunk = self._sock.recv(65536)
+        except socket.timeout:
+            raise
+        except OSError as exc:
+            self.closed = True
+            raise WebSocketError(f"websocket connection lost: {exc}") from exc
+        if not chunk:
+            self.closed = True
+            raise WebSocketError("websocket closed by the server")
+        self._buffer += chunk
+
+    def _read(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            self._fill()
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
+        header = bytes([0x80 | opcode])
+        length = len(payload)
+        if length < 126:
+            header += bytes([0x80 | length])
+        elif length < 65536:
+            header += bytes([0x80 | 126]) + struct.pack(">H", length)
+        else:
+            header += bytes([0x80 | 127]) + struct.pack(">Q", length)
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self._sock.sendall(header + mask + masked)
+
+    def _read_frame(self) -> tuple[bool, int, bytes]:
+        first, second = self._read(2)
+        fin, opcode = bool(first & 0x80), first & 0x0F
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack(">H", self._read(2))
+        elif length == 127:
+            (length,) = struct.unpack(">Q", self._read(8))
+        mask = self._read(4) if second & 0x80 else None
+        payload = self._read(length)
+        if mask:
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return fin, opcode, payload
+
+    # -------------------------------------------------------------- public api
+
+    def settimeout(self, seconds: float | None) -> None:
+        """Timeout for `recv` (socket.timeout is raised when it passes without a message)."""
+        self._sock.settimeout(seconds)
+
+    def send_text(self, text: str) -> None:
+        """Send one text message."""
+        self._send_frame(OP_TEXT, text.encode())
+
+    def recv(self) -> str | bytes:
+        """The next whole message; answers pings; raises WebSocketError when the connection closes."""
+        parts: list[bytes] = []
+        message_opcode = None
+        while True:
+            fin, opcode, payload = self._read_frame()
+            if opcode == OP_PING:
+                self._send_frame(OP_PONG, payload)
+                continue
+            if opcode == OP_PONG:
+                continue
+            if opcode == OP_CLOSE:
+                self.closed = True
+                try:
+                    self._send_frame(OP_CLOSE, payload[:2])
+                except OSError:
+                    pass
+                raise WebSocketError("websocket closed by the server")
+            if opcode != OP_CONT:
+                message_opcode = opcode
+            parts.append(payload)
+            if fin:
+                data = b"".join(parts)
+                return data.decode() if message_opcode == OP_TEXT else data
+
+    def recv_json(self) -> dict | None:
+        """The next text message parsed as JSON; binary messages (previews) give None."""
+        message = self.recv()
+        if isinstance(message, bytes):
+            return None
+        return json.loads(message)
+
+    def close(self) -> None:
+        """Close politely (best effort)."""
+        if not self.closed:
+            try:
+                self._send_frame(OP_CLOSE, struct.pack(">H", 1000))
+            except OSError:
+                pass
+        self.closed = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,44 @@
+"""`batch`: run a CSV of face photos x prompts through one or more ComfyUI servers (API mode)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..batch import BatchOptions, load_jobs, load_workflow, run_batch
+from ..model_status import PACK_DIR
+
+DEFAULT_WORKFLOW = os.path.join(PACK_DIR, "workflows", "api", "consisid_basic_api.json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `python -m consisid_core batch`."""
+    parser.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI base URL (default %(default)s)")
+    parser.add_argument("--servers", default=None, help="comma-separated ComfyUI URLs; one job in flight per server")
+    parser.add_argument("--jobs", required=True, help="CSV with columns face,prompt[,negative_prompt,seed,job,<overrides>...]")
+    parser.add_argument("--out", required=True, help="output folder: videos and results.jsonl")
+    parser.add_argument("--workflow", default=DEFAULT_WORKFLOW, help="API-format workflow (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one job may take (default %(default)s)")
+    parser.add_argument("--retry-failed", action="store_true", help="run again the jobs that failed in an earlier run")
+    parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the batch; exit code 0 when every job has a video, 1 when some failed."""
+    servers = [s.strip() for s in (args.servers or args.server).split(",") if s.strip()]
+    jobs = load_jobs(args.jobs)
+    options = BatchOptions(
+        servers=servers,
+        workflow=load_workflow(args.workflow),
+        out_dir=os.path.abspath(args.out),
+        timeout=args.timeout,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+    )
+    summary = run_batch(jobs, options)
+    print(
+        f"{summary.ok} ok, {summary.failed} failed, {summary.errors} errors, "
+        f"{summary.skipped} skipped (done earlier, {summary.earlier_failures} of them failed); "
+        f"results in {summary.results_path}"
+    )
+    return 0 if summary.failed == 0 and summary.errors == 0 and summary.earlier_failures == 0 else 1
