@@ -125,7 +125,7 @@ class ConsisIDEngine:
             )
         if len(id_vit_hidden) < lfe.num_scale:
             raise UnsupportedInputError(f"id_vit_hidden must hold {lfe.num_scale} tensors; got {len(id_vit_hidden)}")
-        with self.placement.use(self.transformer):
+        with self.placement.use_part(self.transformer, lfe):
             tokens = face_tokens(self.transformer, id_cond, list(id_vit_hidden), self.dtype, self.device)
         scale = self.info.face_scale if face_scale is None else float(face_scale)
         return LocalConditioning(tokens, scale)

@@ -87,6 +87,20 @@ class Placement:
                     model.to("cpu")
                 _empty_cache(self.device)
 
+    @contextlib.contextmanager
+    def use_part(self, model: torch.nn.Module, part: torch.nn.Module) -> Iterator[None]:
+        """Like `use(model)`, but model_offload moves only `part` (e.g. the face extractor, not the whole DiT)."""
+        if self.mode != "model_offload":
+            with self.use(model):
+                yield
+            return
+        part.to(self.device)
+        try:
+            yield
+        finally:
+            part.to("cpu")
+            _empty_cache(self.device)
+
     def release(self, *models: torch.nn.Module) -> None:
         """Move models off the device (e.g. when ComfyUI asks for memory); they come back on next use."""
         for model in models:
