@@ -1,4 +1,53 @@
-"""ComfyUI nodes of the ConsisID pack: thin adapters over `consisid_core`."""
+"""ComfyUI nodes of the ConsisID pack: thin adapters over `consisid_core`.
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+Importing this package registers the `consisid` and `insightface` model folders when ComfyUI's
+`folder_paths` is importable, and the pack's server route when ComfyUI's server is running.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .conditioning_nodes import ConsisIDGlobalExtractor, ConsisIDTextEncode
+from .face_nodes import ConsisIDFaceCropAlign, ConsisIDLandmarkRenderer, ConsisIDLocalExtractor
+from .loaders import ConsisIDFaceModelsLoader, ConsisIDModelLoader
+from .sampling_nodes import ConsisIDDecode, ConsisIDSampler
+
+_log = logging.getLogger("ConsisID")
+
+_NODES = (
+    ConsisIDModelLoader,
+    ConsisIDFaceModelsLoader,
+    ConsisIDFaceCropAlign,
+    ConsisIDLandmarkRenderer,
+    ConsisIDGlobalExtractor,
+    ConsisIDLocalExtractor,
+    ConsisIDTextEncode,
+    ConsisIDSampler,
+    ConsisIDDecode,
+)
+
+NODE_CLASS_MAPPINGS: dict = {cls.__name__: cls for cls in _NODES}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {cls.__name__: cls.DISPLAY_NAME for cls in _NODES}
+
+
+def _register_with_comfyui() -> None:
+    """Model folders and the status route, only when running inside ComfyUI (or its test stand-in)."""
+    import importlib.util
+
+    if importlib.util.find_spec("folder_paths") is None:
+        return
+    from . import comfy_bridge
+
+    comfy_bridge.register_model_folders()
+    try:
+        from .server_routes import register_routes
+    except ImportError:  # the route module is optional
+        return
+    try:
+        register_routes()
+    except Exception:  # a route problem must never hide the nodes
+        _log.exception("ConsisID: the /consisid/models route could not be registered")
+
+
+_register_with_comfyui()

@@ -166,3 +166,67 @@ class Client:
                 events.outcome = kind
             if kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
                 return events
+
+
+class Browser:
+    """Headless Chromium on a page of the server, driven over the DevTools protocol (aiohttp websocket)."""
+
+    def __init__(self, binary: str, profile: Path) -> None:
+        self.binary, self.profile = binary, profile
+        self.next_id = 0
+
+    async def __aenter__(self):
+        import aiohttp
+
+        port = free_port()
+        self.process = subprocess.Popen(
+            [self.binary, "--headless=new", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
+             "--remote-debugging-address=127.0.0.1", f"--user-data-dir={self.profile}", "--window-size=1800,1150",
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.session = aiohttp.ClientSession()
+        for _ in range(120):
+            try:
+                async with self.session.get(f"http://127.0.0.1:{port}/json/list") as response:
+                    targets = await response.json()
+                    page = next(t for t in targets if t["type"] == "page")
+                    break
+            except (OSError, aiohttp.ClientError, StopIteration):
+                await asyncio.sleep(0.25)
+        else:
+            raise TimeoutError("Chromium did not open its DevTools port")
+        self.ws = await self.session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.ws.close()
+        await self.session.close()
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+    async def call(self, method: str, **params):
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
+        while True:
+            message = json.loads((await self.ws.receive(timeout=120)).data)
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    async def evaluate(self, expression: str):
+        result = await self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if result.get("exceptionDetails"):
+            raise RuntimeError(result["exceptionDetails"])
+        return result["result"].get("value")
+
+    async def open_comfyui(self, url: str, timeout: float = 120) -> None:
+        """Load the ComfyUI page and wait until its app and node definitions are ready."""
+        await self.call("Page.enable")
+        await self.call("Page.navigate", url=url)
+        deadline = asyncio.get_running_loop().time() + timeout
+        ready = "(() => { const a = window.app ?? window.comfyAPI?.app?.app; return !!(a && a.graph && " \
+                "globalThis.LiteGraph && LiteGraph.registered_node_types['ConsisIDSampler']); })()"
+        while not await self.evaluate(ready):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the ComfyUI frontend did not load")
+            await asyncio.sleep(0.5)

@@ -1,0 +1,131 @@
+"""Global Extractor (the face as low-frequency VAE conditioning) and ConsisID Text Encode."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .errors import fail, label, reported_as
+from .types import CATEGORY, GLOBAL, MODEL, TEXT, GlobalFeatures, TextFeatures
+
+_log = logging.getLogger("ConsisID")
+
+DEFAULT_PROMPT = (
+    "The video captures a person smiling warmly at the camera in a sunlit park; soft wind moves their hair, "
+    "the camera slowly pushes in, natural light, high detail."
+)
+
+
+def first_image_uint8(image) -> np.ndarray:
+    """The first image of a ComfyUI IMAGE batch as HxWx3 uint8."""
+    array = image[0].detach().cpu().float().clamp(0, 1).numpy()
+    return np.ascontiguousarray((array * 255.0).round().astype(np.uint8)[..., :3])
+
+
+class ConsisIDGlobalExtractor:
+    DISPLAY_NAME = "Global Extractor"
+    LABEL = label(DISPLAY_NAME, "ConsisIDGlobalExtractor")
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Low-frequency identity: encodes the aligned face (from Face Crop&Align) with the model's VAE at the "
+        "checkpoint's native size; the sampler places it at the first latent frame. If the sampler uses another "
+        "size it re-encodes the same face at that size."
+    )
+    RETURN_TYPES = (GLOBAL,)
+    RETURN_NAMES = ("global",)
+    OUTPUT_TOOLTIPS = ("The encoded face, for ConsisID Sampler's global_cond input.",)
+    FUNCTION = "extract"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "From ConsisID DiT Loader (its VAE encodes the face)."}),
+                "aligned_face": ("IMAGE", {"tooltip": (
+                    "The aligned face from Face Crop&Align (512x512 colour on white); only the first image of a "
+                    "batch is used. It is stretched to the video size, as in the original code.")}),
+            },
+            "optional": {
+                "landmarks": ("IMAGE", {"tooltip": (
+                    "Optional keypoint image from Landmark Renderer. Used only when the checkpoint was trained with "
+                    "keypoints (is_kps: true in transformer/config.json); ConsisID-preview ignores it.")}),
+            },
+        }
+
+    def extract(self, model, aligned_face, landmarks=None):
+        with reported_as(self.LABEL):
+            engine = model.get()
+            info = engine.info
+            face = first_image_uint8(aligned_face)
+            landmark_image = None
+            if landmarks is not None and info.is_kps:
+                landmark_image = first_image_uint8(landmarks)
+            elif landmarks is not None:
+                _log.debug("ConsisID: this checkpoint has is_kps=false, the landmarks input is ignored")
+            elif info.is_kps:
+                _log.warning("ConsisID: this checkpoint was trained with keypoints (is_kps) but no landmarks image "
+                             "is connected to the Global Extractor; the face alone is used")
+            conditioning = engine.encode_global(
+                face, kps_cond=landmark_image, height=info.native_height, width=info.native_width
+            )
+        return (GlobalFeatures(conditioning, face, landmark_image, model.settings),)
+
+
+class ConsisIDTextEncode:
+    DISPLAY_NAME = "ConsisID Text Encode"
+    LABEL = label(DISPLAY_NAME, "ConsisIDTextEncode")
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "T5 prompt embeddings for ConsisID (padded to the model's 226 tokens exactly as the original code; a "
+        "longer prompt is cut with a warning). Uses the model folder's own T5 unless a core CLIP (T5-XXL loaded "
+        "by CLIPLoader, type sd3) is connected."
+    )
+    RETURN_TYPES = (TEXT,)
+    RETURN_NAMES = ("text",)
+    OUTPUT_TOOLTIPS = ("Prompt and negative prompt embeddings, for ConsisID Sampler.",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "From ConsisID DiT Loader (its T5 encodes the text; its text length applies)."}),
+                "prompt": ("STRING", {"default": DEFAULT_PROMPT, "multiline": True, "tooltip": (
+                    "What happens in the video. ConsisID was trained on long descriptive captions: describe the "
+                    "person, action, setting, camera and light in one or two sentences.")}),
+                "negative_prompt": ("STRING", {"default": "", "multiline": True, "tooltip": (
+                    "What to avoid (used when the sampler's cfg is above 1); empty as in the original code.")}),
+            },
+            "optional": {
+                "clip": ("CLIP", {"tooltip": (
+                    "Optional: ComfyUI's T5-XXL (CLIPLoader, type sd3, e.g. t5xxl_fp16.safetensors) used instead "
+                    "of the model's own T5, e.g. to share one T5 with other workflows or use an fp8 T5. Its tokens "
+                    "are padded/cut to the model's text length here; the embedding width must be 4096.")}),
+            },
+        }
+
+    def encode(self, model, prompt, negative_prompt, clip=None):
+        with reported_as(self.LABEL):
+            engine = model.get()
+            if clip is None:
+                # the negative is always encoded: cfg is chosen on the sampler
+                conditioning = engine.encode_text(prompt, negative_prompt, guidance_scale=2.0)
+                source = "model T5"
+            else:
+                conditioning = self._with_clip(engine, clip, prompt, negative_prompt)
+                source = "CLIP input"
+        return (TextFeatures(conditioning, source),)
+
+    def _with_clip(self, engine, clip, prompt, negative_prompt):
+        from .clip_text import ClipTextError, clip_embeddings
+
+        width = int(engine.transformer.config.text_embed_dim)
+        try:
+            positive = clip_embeddings(clip, prompt, engine.info.text_len, width)
+            negative = clip_embeddings(clip, negative_prompt, engine.info.text_len, width)
+        except ClipTextError as exc:
+            raise fail(self.LABEL, str(exc)) from exc
+        conditioning = engine.text_from_embeddings(positive, negative)
+        conditioning.prompt, conditioning.negative_prompt = prompt, negative_prompt
+        return conditioning

@@ -1,0 +1,199 @@
+"""ConsisID DiT Loader and ConsisID Face Models Loader."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from . import comfy_bridge, model_folders
+from .errors import fail, label, reported_as
+from .model_cache import REGISTRY, EngineHandle, EngineSettings, FaceModelsHandle, FaceSettings, settings_path
+from .types import CATEGORY, FACE_MODELS, MODEL
+
+_log = logging.getLogger("ConsisID")
+
+PRECISIONS = ["bf16", "fp16", "fp32"]
+MEMORY_MODES = ["none", "model_offload", "sequential_offload"]
+CPU_ATTENTION = ("sdpa", "sdpa_math")
+ONNX_PROVIDERS = ["CPU", "CUDA"]
+FACE_DEVICES = ["default", "cpu"]
+
+MODEL_TOOLTIP = (
+    "A ConsisID model folder in ComfyUI/models/consisid/ (the BestWishYsh/ConsisID-preview layout: "
+    "model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/, face_encoder/). "
+    "extra_model_paths.yaml entries under the key 'consisid' are searched too."
+)
+
+
+def attention_backends() -> list[str]:
+    """consisid_core's attention backends usable here (sdpa first; optional libraries only when installed)."""
+    from consisid_core.engine.attention import available_backends
+
+    return available_backends()
+
+
+def _load_engine(settings: EngineSettings):
+    """Free ComfyUI's models, then load transformer, VAE, T5 and scheduler (never downloads)."""
+    import consisid_core
+
+    comfy_bridge.free_comfy_memory()
+    return consisid_core.load_engine(
+        settings.path, device=settings.device, dtype=settings.precision, memory_mode=settings.memory_mode,
+        attention=settings.attention,
+    )
+
+
+class ConsisIDModelLoader:
+    DISPLAY_NAME = "ConsisID DiT Loader"
+    LABEL = label(DISPLAY_NAME, "ConsisIDModelLoader")
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Loads a ConsisID model folder (CogVideoX-5B DiT with face modules, its VAE, T5 text encoder and "
+        "scheduler) from models/consisid/. ComfyUI's own models are unloaded first; the loaded model is "
+        "kept between runs (same settings: no reload) and released when ComfyUI frees memory."
+    )
+    RETURN_TYPES = (MODEL,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded ConsisID model, for Text Encode, Global Extractor, Sampler and Decode.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (model_folders.combo_names(), {"tooltip": MODEL_TOOLTIP}),
+                "precision": (PRECISIONS, {"default": "bf16", "tooltip": (
+                    "Weight and compute dtype. bf16 is what ConsisID was trained in (use it on GPUs that support "
+                    "it); fp16 for older GPUs; fp32 doubles memory (CPU runs or debugging).")}),
+                "memory_mode": (MEMORY_MODES, {"default": "model_offload", "tooltip": (
+                    "none: everything stays on the GPU (fastest, about 37 GB for 49 frames at 720x480). "
+                    "model_offload: each model visits the GPU only for its stage (about 22 GB, a little slower). "
+                    "sequential_offload: layers stream to the GPU one by one (about 16 GB, much slower). "
+                    "Combine with VAE tiling in ConsisID Decode for the lowest peak.")}),
+                "attention": (attention_backends(), {"default": "sdpa", "tooltip": (
+                    "Attention backend. sdpa lets PyTorch choose its fastest kernel; sdpa_flash, sdpa_efficient and "
+                    "sdpa_cudnn force one CUDA kernel; sdpa_math is the slow exact reference; sageattention and "
+                    "flash_attn are listed when those packages are installed. On the CPU only sdpa and sdpa_math work.")}),
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        """Refuse a missing or incomplete model folder before anything runs, naming the missing file."""
+        from consisid_core.engine.files import resolve_model_folder
+        from consisid_core.errors import ModelFilesError
+
+        if model is None:  # wired from another node: checked when the node runs
+            return True
+        folder = model_folders.find_model(model)
+        if folder is None:
+            return f"{cls.LABEL}: {model_folders.missing_folder_message(model)}"
+        try:
+            resolve_model_folder(folder)
+        except ModelFilesError as exc:
+            return f"{cls.LABEL}: {exc}"
+        return True
+
+    def load(self, model, precision, memory_mode, attention):
+        with reported_as(self.LABEL):
+            folder = model_folders.find_model(model)
+            if folder is None:
+                raise fail(self.LABEL, model_folders.missing_folder_message(model))
+            device = comfy_bridge.torch_device()
+            if getattr(device, "type", str(device)) == "cpu" and attention not in CPU_ATTENTION:
+                raise fail(self.LABEL, f"attention '{attention}' needs a CUDA GPU but ComfyUI runs on the CPU; "
+                                       f"choose one of {list(CPU_ATTENTION)}.")
+            settings = EngineSettings(settings_path(folder), precision, memory_mode, attention, str(device))
+            handle = REGISTRY.handle(settings, lambda: EngineHandle(settings, _load_engine))
+            comfy_bridge.install_unload_hook(REGISTRY.release_all)
+            handle.get()
+        return (handle,)
+
+
+def _load_face_models(settings: FaceSettings):
+    import torch
+    from consisid_core.face import load_face_models
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings.precision]
+    providers = ["CUDAExecutionProvider"] if settings.onnx_provider == "CUDA" else ["CPUExecutionProvider"]
+    return load_face_models(
+        settings.face_encoder_dir, device=settings.device, dtype=dtype, onnx_providers=providers,
+        antelopev2_dir=settings.antelopev2_dir,
+    )
+
+
+def _face_dirs(model: str) -> tuple[Path, Path | None] | None:
+    from consisid_core import catalog
+
+    folder = model_folders.find_model(model)
+    if folder is None:
+        return None
+    face_dir = folder / catalog.FACE_ENCODER_DIR
+    return face_dir, model_folders.antelopev2_dir(face_dir)
+
+
+class ConsisIDFaceModelsLoader:
+    DISPLAY_NAME = "ConsisID Face Models Loader"
+    LABEL = label(DISPLAY_NAME, "ConsisIDFaceModelsLoader")
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Loads the face stack ConsisID needs from the model folder's face_encoder/: insightface antelopev2 "
+        "(SCRFD detector + glintr100 ArcFace, also taken from models/insightface/models/antelopev2 when the "
+        "model folder lacks it), RetinaFace, BiSeNet and the EVA02-CLIP-L visual tower. Nothing is downloaded."
+    )
+    RETURN_TYPES = (FACE_MODELS,)
+    RETURN_NAMES = ("face_models",)
+    OUTPUT_TOOLTIPS = ("The face models, for Face Crop&Align and Local Extractor.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (model_folders.combo_names(), {"tooltip": (
+                    "The ConsisID model folder whose face_encoder/ holds the face weights "
+                    "(EVA02_CLIP_L_336_psz14_s6B.pt, detection_Resnet50_Final.pth, parsing_bisenet.pth, "
+                    "models/antelopev2/*.onnx).")}),
+                "onnx_provider": (ONNX_PROVIDERS, {"default": "CPU", "tooltip": (
+                    "Where onnxruntime runs antelopev2. CUDA needs the onnxruntime-gpu package; if CUDA is not "
+                    "usable it falls back to CPU with a warning. Face detection runs once per photo, so CPU is fine.")}),
+                "device": (FACE_DEVICES, {"default": "default", "tooltip": (
+                    "Where RetinaFace, BiSeNet and EVA-CLIP run: ComfyUI's device (default) or the CPU (a few "
+                    "seconds per photo, keeps about 1.5 GB of GPU memory free).")}),
+                "precision": (PRECISIONS, {"default": "bf16", "tooltip": (
+                    "EVA-CLIP dtype (bf16 as in the reference); the detectors and the face parser always run in fp32.")}),
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        """Refuse missing face weights before anything runs, listing each missing file and where it goes."""
+        from consisid_core.face.weights import locate_face_weights
+        from consisid_core.errors import ModelFilesError
+
+        if model is None:
+            return True
+        dirs = _face_dirs(model)
+        if dirs is None:
+            return f"{cls.LABEL}: {model_folders.missing_folder_message(model)}"
+        try:
+            locate_face_weights(*dirs)
+        except ModelFilesError as exc:
+            return f"{cls.LABEL}: {exc}"
+        return True
+
+    def load(self, model, onnx_provider, device, precision):
+        with reported_as(self.LABEL):
+            dirs = _face_dirs(model)
+            if dirs is None:
+                raise fail(self.LABEL, model_folders.missing_folder_message(model))
+            face_dir, ante_dir = dirs
+            torch_device = "cpu" if device == "cpu" else str(comfy_bridge.torch_device())
+            settings = FaceSettings(
+                settings_path(face_dir), None if ante_dir is None else str(ante_dir), onnx_provider, torch_device,
+                precision,
+            )
+            handle = REGISTRY.handle(settings, lambda: FaceModelsHandle(settings, _load_face_models))
+            comfy_bridge.install_unload_hook(REGISTRY.release_all)
+            handle.get()
+        return (handle,)

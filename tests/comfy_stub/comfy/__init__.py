@@ -1,0 +1,1 @@
+"""Stand-in for ComfyUI's `comfy` package (only `utils`, `model_management` and `cli_args`)."""

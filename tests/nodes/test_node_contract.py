@@ -1,0 +1,101 @@
+"""Every node keeps the contract ComfyUI and users rely on: ids and display names, the ConsisID category, a
+description, a tooltip on every input, the pack's own socket types, and INPUT_TYPES ComfyUI can serve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+CONTRACT = {
+    "ConsisIDModelLoader": "ConsisID DiT Loader",
+    "ConsisIDFaceModelsLoader": "ConsisID Face Models Loader",
+    "ConsisIDFaceCropAlign": "Face Crop&Align",
+    "ConsisIDLandmarkRenderer": "Landmark Renderer",
+    "ConsisIDGlobalExtractor": "Global Extractor",
+    "ConsisIDLocalExtractor": "Local Extractor",
+    "ConsisIDTextEncode": "ConsisID Text Encode",
+    "ConsisIDSampler": "ConsisID Sampler",
+    "ConsisIDDecode": "ConsisID Decode",
+}
+CORE_TYPES = {"IMAGE", "CLIP", "INT", "FLOAT", "STRING", "BOOLEAN"}
+
+
+def test_ids_and_display_names(comfyui):
+    assert comfyui.pack.NODE_DISPLAY_NAME_MAPPINGS == CONTRACT
+    assert set(comfyui.pack.NODE_CLASS_MAPPINGS) == set(CONTRACT)
+
+
+@pytest.mark.parametrize("node_id", sorted(CONTRACT))
+def test_node_is_described_and_typed(comfyui, node_id):
+    from support.pack import pack_module
+
+    pack_types = set(pack_module("nodes.types").PACK_TYPES)
+    cls = comfyui.pack.NODE_CLASS_MAPPINGS[node_id]
+    assert cls.CATEGORY == "ConsisID"
+    assert len(cls.DESCRIPTION) > 60
+    assert callable(getattr(cls, cls.FUNCTION))
+    assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES) == len(cls.OUTPUT_TOOLTIPS)
+    assert set(cls.RETURN_TYPES) <= pack_types | {"IMAGE"}
+    spec = cls.INPUT_TYPES()
+    json.dumps(spec)  # /object_info serialises it
+    for category in ("required", "optional"):
+        for name, entry in spec.get(category, {}).items():
+            kind, options = entry[0], entry[1]
+            assert len(options.get("tooltip", "")) > 15, f"{node_id}.{name} has no tooltip"
+            assert isinstance(kind, list) or kind in pack_types | CORE_TYPES, (node_id, name, kind)
+            if isinstance(kind, list) and "default" in options:
+                assert options["default"] in kind
+            if "default" in options and "min" in options:
+                assert options["min"] <= options["default"] <= options["max"]
+    func_args = getattr(cls, cls.FUNCTION).__code__.co_varnames
+    assert set(spec["required"]) | set(spec.get("optional", {})) <= set(func_args)
+
+
+def test_no_core_type_name_is_reused_for_our_objects(comfyui):
+    from support.pack import pack_module
+
+    types = pack_module("nodes.types")
+    assert all(t.startswith("CONSISID_") for t in types.PACK_TYPES)
+
+
+def test_model_combo_lists_model_folders_only(comfyui):
+    root = comfyui.root / "models" / "consisid"
+    (root / "not_a_model").mkdir()
+    (root / "stray.safetensors").write_bytes(b"")
+    try:
+        options = comfyui.pack.NODE_CLASS_MAPPINGS["ConsisIDModelLoader"].INPUT_TYPES()["required"]["model"][0]
+    finally:
+        (root / "not_a_model").rmdir()
+        (root / "stray.safetensors").unlink()
+    assert options == ["ConsisID-preview"]
+
+
+def test_model_folders_from_extra_model_paths_are_listed(comfyui, tmp_path):
+    other = tmp_path / "elsewhere" / "MyConsisID"
+    (other / "transformer").mkdir(parents=True)
+    (other / "model_index.json").write_text("{}")
+    comfyui.folder_paths.add_model_folder_path("consisid", str(tmp_path / "elsewhere"))  # as extra_model_paths.yaml
+    options = comfyui.pack.NODE_CLASS_MAPPINGS["ConsisIDFaceModelsLoader"].INPUT_TYPES()["required"]["model"][0]
+    assert options == ["ConsisID-preview", "MyConsisID"]
+
+
+def test_folders_are_registered_for_comfyui(comfyui):
+    fp = comfyui.folder_paths
+    assert str(comfyui.root / "models" / "consisid") in fp.get_folder_paths("consisid")
+    assert str(comfyui.root / "models" / "insightface") in fp.get_folder_paths("insightface")
+
+
+def test_empty_install_still_offers_the_expected_folder_name(comfyui, tmp_path):
+    """A fresh ComfyUI: the combo shows ConsisID-preview so the shipped workflows load and explain what is missing."""
+    fp = comfyui.folder_paths
+    saved = fp.folder_names_and_paths["consisid"]
+    fp.folder_names_and_paths["consisid"] = ([str(tmp_path / "empty")], set())
+    models_dir = fp.models_dir
+    fp.models_dir = str(tmp_path)
+    try:
+        options = comfyui.pack.NODE_CLASS_MAPPINGS["ConsisIDModelLoader"].INPUT_TYPES()["required"]["model"][0]
+    finally:
+        fp.folder_names_and_paths["consisid"] = saved
+        fp.models_dir = models_dir
+    assert options == ["ConsisID-preview"]
