@@ -120,7 +120,7 @@ class ConsisIDTextEncode:
     def _with_clip(self, engine, clip, prompt, negative_prompt):
         from .clip_text import ClipTextError, clip_embeddings
 
-        width = int(engine.transformer.config.text_embed_dim)
+        width = engine.info.text_embed_dim
         try:
             positive = clip_embeddings(clip, prompt, engine.info.text_len, width)
             negative = clip_embeddings(clip, negative_prompt, engine.info.text_len, width)

@@ -115,7 +115,7 @@ class ConsisIDSampler:
 
     def _check_text(self, engine, text) -> None:
         embeds = text.conditioning.prompt_embeds
-        width = int(engine.transformer.config.text_embed_dim)
+        width = engine.info.text_embed_dim
         if embeds.shape[1] != engine.info.text_len or embeds.shape[-1] != width:
             raise fail(self.LABEL, f"the text embeddings are {tuple(embeds.shape)} but this model needs "
                                    f"[1, {engine.info.text_len}, {width}]; encode the prompt with this model's "

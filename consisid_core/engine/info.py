@@ -13,6 +13,7 @@ class ModelInfo:
     native_width: int
     native_frames: int
     text_len: int
+    text_embed_dim: int
     is_kps: bool
     learned_positions: bool
     rotary_positions: bool
@@ -33,6 +34,7 @@ class ModelInfo:
             native_width=int(transformer_config.get("sample_width", 90)) * spatial,
             native_frames=int(transformer_config.get("sample_frames", 49)),
             text_len=int(transformer_config.get("max_text_seq_length", 226)),
+            text_embed_dim=int(transformer_config.get("text_embed_dim", 4096)),
             is_kps=bool(transformer_config.get("is_kps", False)),
             learned_positions=bool(transformer_config.get("use_learned_positional_embeddings", False)),
             rotary_positions=bool(transformer_config.get("use_rotary_positional_embeddings", False)),
