@@ -152,8 +152,16 @@ ANTELOPEV2_SIZES = {
 
 ANTELOPEV2_DIR = "/".join((FACE_ENCODER_DIR,) + ANTELOPEV2_SUBDIR)
 
+# Our face pipeline runs only the SCRFD detector and the glintr100 ArcFace of the pack (the reference's
+# FaceAnalysis also loads the landmark and gender/age models, then ignores them).
+ANTELOPEV2_USED = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")
+
 ANTELOPEV2_CATALOG: tuple[CatalogFile, ...] = tuple(
-    CatalogFile(f"{ANTELOPEV2_DIR}/{name}", "antelopev2", ANTELOPEV2_SIZES[name], SIZE_EXACT) for name in ANTELOPEV2_FILES
+    CatalogFile(
+        f"{ANTELOPEV2_DIR}/{name}", "antelopev2", ANTELOPEV2_SIZES[name], SIZE_EXACT,
+        required=name in ANTELOPEV2_USED, note="" if name in ANTELOPEV2_USED else "part of the pack; not used by ConsisID",
+    )
+    for name in ANTELOPEV2_FILES
 )
 
 ALL_FILES: tuple[CatalogFile, ...] = MODEL_FILES + ANTELOPEV2_CATALOG

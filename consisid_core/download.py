@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .catalog import ANTELOPEV2_FILES, BISENET_FILE, EVA_CLIP_FILE, HF_REPO, RETINAFACE_FILE
+from .catalog import ALL_FILES, HF_REPO
 from .errors import ConsisIDError
 
-ALLOW_PATTERNS = [
-    "model_index.json",
-    "transformer/*",
-    "vae/*",
-    "text_encoder/*",
-    "tokenizer/*",
-    "scheduler/*",
-    f"face_encoder/{EVA_CLIP_FILE}",
-    f"face_encoder/{RETINAFACE_FILE}",
-    f"face_encoder/{BISENET_FILE}",
-    *[f"face_encoder/models/antelopev2/{name}" for name in ANTELOPEV2_FILES],
+# Whole component folders (their shard names vary between uploads) plus each face file the pack uses.
+ALLOW_PATTERNS = ["model_index.json", "transformer/*", "vae/*", "text_encoder/*", "tokenizer/*", "scheduler/*"] + [
+    entry.path for entry in ALL_FILES if entry.component in ("face_encoder", "antelopev2") and entry.required
 ]
 
 
