@@ -16,6 +16,12 @@ SELECTION_TOOLTIP = (
 INDEX_TOOLTIP = "Used when face_selection is 'index': 0 is the left-most face, 1 the next one, and so on."
 
 
+SELECTION_INPUTS = {
+    "face_selection": (SELECTIONS, {"default": "largest", "tooltip": SELECTION_TOOLTIP}),
+    "face_index": ("INT", {"default": 0, "min": 0, "max": 64, "step": 1, "tooltip": INDEX_TOOLTIP}),
+}
+
+
 def selection_value(face_selection: str, face_index: int):
     """The consisid_core face_selection argument for the widget pair."""
     return int(face_index) if face_selection == "index" else face_selection
@@ -74,8 +80,7 @@ class ConsisIDFaceCropAlign:
                 "image": ("IMAGE", {"tooltip": (
                     "Photo(s) of the person: a clear, frontal, well-lit face at least about 100 px wide. "
                     "Each image of a batch is aligned separately.")}),
-                "face_selection": (SELECTIONS, {"default": "largest", "tooltip": SELECTION_TOOLTIP}),
-                "face_index": ("INT", {"default": 0, "min": 0, "max": 64, "step": 1, "tooltip": INDEX_TOOLTIP}),
+                **SELECTION_INPUTS,
             }
         }
 
@@ -168,8 +173,7 @@ class ConsisIDLocalExtractor:
                 "face_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05, "tooltip": (
                     "Strength of the face tokens in the DiT's cross-attention (1.0 as trained; lower gives the "
                     "prompt more freedom, higher sticks closer to the face).")}),
-                "face_selection": (SELECTIONS, {"default": "largest", "tooltip": SELECTION_TOOLTIP}),
-                "face_index": ("INT", {"default": 0, "min": 0, "max": 64, "step": 1, "tooltip": INDEX_TOOLTIP}),
+                **SELECTION_INPUTS,
             }
         }
 
