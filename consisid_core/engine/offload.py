@@ -23,10 +23,12 @@ class _LayerStreamer:
         self.handles: list = []
 
     def _move(self, module: torch.nn.Module, device: torch.device) -> None:
-        for name, param in module.named_parameters(recurse=False):
-            param.data = param.data.to(device, non_blocking=True)
+        # async only towards the accelerator: a non-blocking copy back to host memory may be read too early
+        non_blocking = device.type != "cpu"
+        for param in module.parameters(recurse=False):
+            param.data = param.data.to(device, non_blocking=non_blocking)
         for name, buf in module.named_buffers(recurse=False):
-            module._buffers[name] = buf.to(device, non_blocking=True)
+            module._buffers[name] = buf.to(device, non_blocking=non_blocking)
 
     def attach(self, model: torch.nn.Module) -> None:
         for module in model.modules():
