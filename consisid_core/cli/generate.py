@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--antelopev2-dir", type=Path, default=None,
                         help="antelopev2 folder if not in <model>/face_encoder/models/antelopev2")
     parser.add_argument("--download", action="store_true",
-                        help=f"download the weights into --model first (explicit opt-in; resumable)")
+                        help="download the weights into --model first (explicit opt-in; resumable)")
     parser.add_argument("--random-weights", action="store_true",
                         help="build a tiny random model in a temporary folder and run the whole path (output is noise)")
 

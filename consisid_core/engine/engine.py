@@ -149,7 +149,8 @@ class ConsisIDEngine:
         from diffusers import CogVideoXDPMScheduler
 
         height, width = global_cond.height, global_cond.width
-        num_frames = self.check_settings(height, width, num_frames, frames_policy)
+        if frames_policy != "checked":  # generate() validated (and warned) already
+            num_frames = self.check_settings(height, width, num_frames, frames_policy)
         checks.check_steps_and_guidance(num_inference_steps, guidance_scale)
         do_cfg = guidance_scale > 1.0
         if do_cfg and text.negative_embeds is None:
@@ -218,7 +219,7 @@ class ConsisIDEngine:
         global_cond = self.encode_global(image, kps_cond, height, width)
         local = self.encode_local(id_cond, id_vit_hidden, face_scale)
         video = self.denoise(text, global_cond, local, num_frames, num_inference_steps, guidance_scale,
-                             use_dynamic_cfg, seed, callback)
+                             use_dynamic_cfg, seed, callback, frames_policy="checked")
         return self.decode(video, vae_tiling, vae_slicing)
 
     def release(self) -> None:

@@ -148,10 +148,7 @@ def _score_gain(bgr: np.ndarray, wf, bf, ws, stride: int) -> float:
 def _plant_maps(plant: PlantedFace) -> dict:
     """Per stride: (score logit add-map, (keep mask, value) for boxes, (keep mask, value) for points)."""
     w, h = plant.image_size
-    if h / w > 1.0:
-        new_h, new_w = DET_SIZE, int(DET_SIZE / (h / w))
-    else:
-        new_w, new_h = DET_SIZE, int(DET_SIZE * (h / w))
+    new_h = DET_SIZE if h / w > 1.0 else int(DET_SIZE * (h / w))  # insightface's letterboxed input height
     det_scale = new_h / h
     box = np.asarray(plant.bbox, np.float64) * det_scale
     kps = np.asarray(plant.kps, np.float64) * det_scale

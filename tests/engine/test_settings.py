@@ -74,6 +74,13 @@ def test_non_native_frame_count_warns_about_quality(engine):
     assert frames.shape == (17, 32, 48, 3)
 
 
+def test_generate_warns_once(engine):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _generate(engine, num_frames=17)
+    assert sum(issubclass(w.category, ConsisIDWarning) for w in caught) == 1
+
+
 def test_native_settings_do_not_warn(engine):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConsisIDWarning)
