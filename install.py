@@ -3,12 +3,14 @@
 ComfyUI-Manager runs this file from the pack folder with ComfyUI's Python; users can run it by hand:
 `python install.py`. What it guarantees:
 - torch, torchvision and torchaudio are never installed, upgraded or downgraded, and numpy keeps its
-  major version: pip runs with a constraints file pinning them, a dry run checks the plan first, and
-  the versions are compared before and after;
+  major version: pip runs with a constraints file pinning them, one dry run of the whole set passes
+  before anything is changed (insightface, onnxruntime swaps included), and the versions are compared
+  before and after;
 - onnxruntime: `onnxruntime-gpu` when torch can use CUDA (the CPU `onnxruntime` package is removed
   because both install into the same `onnxruntime/` folder), else the CPU package; insightface is
   installed without its `onnxruntime` dependency so it cannot bring the CPU package back;
-- it prints the ONNX execution providers that really work and the model-file check;
+- it prints the ONNX execution providers that really work and the model-file check of ComfyUI's models/
+  (found from the pack's place in custom_nodes/, a symlinked pack folder as the shell sees it);
 - exit code 0 when the install worked, even with model weights missing (they are downloaded
   separately); 1 only when the install itself failed;
 - a second run installs nothing.
@@ -37,38 +39,7 @@ ORT_OTHER = ("onnxruntime-directml", "onnxruntime-openvino", "onnxruntime-rocm",
 INSIGHTFACE = "insightface"
 CUDA_ENV = "CONSISID_INSTALL_CUDA"  # "1"/"0" forces the CUDA decision (tests, unusual setups)
 
-PROBE_PROVIDERS = r"""
-import json, sys
-try:
-    import onnxruntime as ort
-except Exception as exc:
-    print(json.dumps({"error": f"onnxruntime does not import: {exc}"})); sys.exit(0)
-result = {"version": ort.__version__, "available": ort.get_available_providers(), "working": [], "failed": {}}
-try:
-    import onnx
-    from onnx import helper, TensorProto
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = min(model.ir_version, 8)
-    blob = model.SerializeToString()
-except Exception as exc:
-    result["note"] = f"onnx is missing, providers listed but not tried: {exc}"
-    blob = None
-if blob is not None:
-    options = ort.SessionOptions(); options.log_severity_level = 4
-    for provider in result["available"]:
-        try:
-            session = ort.InferenceSession(blob, options, providers=[provider])
-            if provider in session.get_providers():
-                result["working"].append(provider)
-            else:
-                result["failed"][provider] = "falls back to " + ", ".join(session.get_providers())
-        except Exception as exc:
-            result["failed"][provider] = str(exc).splitlines()[0][:200]
-print(json.dumps(result))
-"""
+PROBE_SCRIPT = os.path.join(PACK_DIR, "consisid_core", "onnx_probe.py")  # run as a file: needs no package
 
 
 def canonical(name: str) -> str:
@@ -240,6 +211,17 @@ class Installer:
             with open(report, encoding="utf-8") as handle:
                 return json.load(handle).get("install", [])
 
+    def _check_whole_set(self, requirements: list, constraints: str) -> None:
+        """One dry run of everything this install will add (insightface with its dependencies), before any change."""
+        if not self.preview or not requirements:
+            return
+        planned = self._planned(requirements, constraints, "checking the requirements")
+        touched = [f"{p['metadata']['name']}=={p['metadata']['version']}" for p in planned
+                   if requirement_name(p["metadata"]["name"]) in PROTECTED]
+        if touched:
+            raise InstallError(f"the requirements would change {', '.join(touched)}; refusing (the pack never touches "
+                               "torch), nothing was installed")
+
     def _install(self, args: list, constraints: str | None, what: str) -> None:
         if self.preview:
             planned = self._planned(args, constraints, what)
@@ -282,6 +264,12 @@ class Installer:
             with open(constraints, "w", encoding="utf-8") as handle:
                 handle.write("\n".join(constraints_for({k: before[k] for k in PROTECTED}, before["numpy"])) + "\n")
 
+            ort_line = None
+            if plan.ensure and not (plan.reinstall and ort_installed.get(plan.ensure)):
+                ort_line = next((r for r in ort_lines if requirement_name(r) == plan.ensure), plan.ensure)
+            # every step below changes the environment: check the whole set first, so a failure changes nothing
+            self._check_whole_set(main + insight_lines + ([ort_line] if ort_line else []), constraints)
+
             # insightface without its `onnxruntime` requirement: its other dependencies join the main set
             for line in insight_lines:
                 self._install(["--no-deps", line], constraints, "insightface (without its onnxruntime dependency)")
@@ -294,16 +282,14 @@ class Installer:
                 if not self.dry_run:
                     self._pip(["uninstall", "-y", name], f"removing {name}")
                     self.changed.append(f"pip uninstall -y {name}")
-            if plan.ensure:
-                pinned = next((r for r in ort_lines if requirement_name(r) == plan.ensure), plan.ensure)
-                if plan.reinstall and ort_installed.get(plan.ensure):
-                    args = ["--force-reinstall", "--no-deps", f"{plan.ensure}=={ort_installed[plan.ensure]}"]
-                    self.say(f"  {plan.ensure}: reinstalling {ort_installed[plan.ensure]} to restore its files")
-                    if not self.dry_run:
-                        self._pip(["install", "-c", constraints, *args], f"reinstalling {plan.ensure}")
-                        self.changed.append("pip install " + " ".join(args))
-                else:
-                    main.append(pinned)
+            if ort_line:
+                main.append(ort_line)
+            elif plan.ensure:  # both onnxruntimes were installed: the GPU one's files must come back
+                args = ["--force-reinstall", "--no-deps", f"{plan.ensure}=={ort_installed[plan.ensure]}"]
+                self.say(f"  {plan.ensure}: reinstalling {ort_installed[plan.ensure]} to restore its files")
+                if not self.dry_run:
+                    self._pip(["install", "-c", constraints, *args], f"reinstalling {plan.ensure}")
+                    self.changed.append("pip install " + " ".join(args))
 
             self._install(main, constraints, "requirements")
 
@@ -327,7 +313,7 @@ class Installer:
 
 def print_providers(say: Callable[[str], None] = print) -> None:
     """Print which ONNX execution providers create a session for real (not only which are listed)."""
-    done = subprocess.run([sys.executable, "-c", PROBE_PROVIDERS], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, PROBE_SCRIPT], capture_output=True, text=True, timeout=300)
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -344,11 +330,20 @@ def print_providers(say: Callable[[str], None] = print) -> None:
 
 
 def print_model_check(models_dir: str | None, say: Callable[[str], None] = print) -> None:
-    """Print the model-file table (never fails the install: weights are downloaded separately)."""
+    """Print the model-file table (never fails the install: weights are downloaded separately).
+
+    Without `models_dir`, ComfyUI's models/ is found from the pack's place in custom_nodes/, through a
+    symlinked pack folder as the user sees it ($PWD), not the symlink's target.
+    """
     sys.path.insert(0, PACK_DIR)
     try:
         from consisid_core import model_status
 
+        if models_dir is None:
+            models_dir, how = model_status.locate_models_dir(PACK_DIR)
+        else:
+            how = "--models-dir"
+        say(f"Model check of {models_dir} ({how}; another folder: --models-dir)")
         say(model_status.format_report(model_status.report_for_path(models_dir)))
     except Exception as exc:  # the check is information only
         say(f"Model check skipped: {exc}")

@@ -1,10 +1,15 @@
 """Benchmark: our engine vs diffusers' ConsisIDPipeline on the same model, same machine, same run.
 
-Builds a model with the real transformer width (48 heads x 64 = 3072, real face-extractor sizes) but few
-layers and a small video, so that the denoising step dominates; runs each implementation in its own
-process (clean peak-memory numbers), alternating them, and prints time per step, peak RSS and ratios.
+Engine part: a model with the real transformer width (48 heads x 64 = 3072, real face-extractor sizes, real
+226-token text) but few layers, at a realistic token count (default 49 frames at 320x256: 13 x 16 x 20 =
+4,160 video tokens per step, CFG batch 2). Each implementation runs in its own process (clean peak-memory
+numbers), alternating; prints the median time per denoising step, the peak RSS *during* generation and ratios.
 
-    python bench/bench_engine.py [--layers 2] [--steps 4] [--repeats 2] [--frames 9]
+TeaCache part (--teacache): our engine only, 50 steps on a cheaper model (real width, 2 layers, 9 frames at
+96x64), no cache and thresholds 0.1 / 0.15 / 0.2 in one process: computed steps and wall-time ratio. Random
+weights skip differently from the real checkpoint: the distances come from the (untrained) time embedding.
+
+    python bench/bench_engine.py [--layers 2] [--steps 4] [--repeats 1] [--frames 49] [--teacache-only]
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -23,6 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TEACACHE_THRESHOLDS = (0.1, 0.15, 0.2)
+TIME_EMBEDDING_SHIFT = 1.0  # added to the time embedding's output bias for the "shifted" TeaCache rows
 
 
 def build_model(folder: Path, layers: int, height: int, width: int, frames: int, text_len: int) -> None:
@@ -51,7 +57,7 @@ def build_model(folder: Path, layers: int, height: int, width: int, frames: int,
                             relative_attention_num_buckets=8)).save_pretrained(str(folder / "text_encoder"))
 
 
-def _inputs(height: int, width: int):
+def _inputs():
     import numpy as np
     import torch
     from PIL import Image
@@ -61,90 +67,216 @@ def _inputs(height: int, width: int):
     return face, torch.randn(1, 1280, generator=gen), [torch.randn(1, 577, 1024, generator=gen) for _ in range(5)]
 
 
-def worker(kind: str, model: str, steps: int, height: int, width: int, frames: int) -> dict:
-    """Load and run one implementation; report load time, per-step times and peak RSS."""
+def _reset_peak_rss() -> None:
+    """Linux: reset VmHWM so the next reading is the peak of what follows (not of loading)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
+def worker(kind: str, model: str, steps: int, height: int, width: int, frames: int, dtype: str) -> dict:
+    """Load and run one implementation; report load time, per-step times and peak RSS while generating."""
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    face, id_cond, hidden = _inputs(height, width)
+    face, id_cond, hidden = _inputs()
     prompt = "a man walks in the city street at night"
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []  # (wall, process CPU) after each step
+
+    def stamp() -> None:
+        stamps.append((time.perf_counter(), time.process_time()))
+
     t0 = time.perf_counter()
     if kind == "engine":
         import consisid_core
 
-        engine = consisid_core.load_engine(model, device="cpu", dtype=torch.float32)
+        engine = consisid_core.load_engine(model, device="cpu", dtype=_dtype(dtype))
         load_s = time.perf_counter() - t0
+        loaded_rss = _peak_rss_mb()
+        _reset_peak_rss()
         start = time.perf_counter()
-        stamps.append(start)
+        stamp()
         engine.generate(prompt, image=face, id_cond=id_cond, id_vit_hidden=hidden, height=height, width=width,
                         num_frames=frames, num_inference_steps=steps, seed=0,
-                        callback=lambda step, total, latents: stamps.append(time.perf_counter()))
+                        callback=lambda step, total, latents: stamp())
     else:
         from diffusers import ConsisIDPipeline
 
-        pipe = ConsisIDPipeline.from_pretrained(model, torch_dtype=torch.float32)
+        pipe = ConsisIDPipeline.from_pretrained(model, torch_dtype=_dtype(dtype))
         pipe.set_progress_bar_config(disable=True)
         load_s = time.perf_counter() - t0
 
         def on_step(pipeline, i, t, kwargs):
-            stamps.append(time.perf_counter())
+            stamp()
             return kwargs
 
+        loaded_rss = _peak_rss_mb()
+        _reset_peak_rss()
         start = time.perf_counter()
-        stamps.append(start)
+        stamp()
         pipe(image=face, prompt=prompt, id_cond=id_cond, id_vit_hidden=hidden, height=height, width=width,
              num_frames=frames, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
              output_type="pt", max_sequence_length=pipe.transformer.config.max_text_seq_length,
              callback_on_step_end=on_step)
     # the first stamp->step-1 interval also holds text/VAE encoding; steps 2.. are pure denoising
-    step_times = [b - a for a, b in zip(stamps[1:], stamps[2:])]
+    pairs = list(zip(stamps[1:], stamps[2:]))
     return {
         "kind": kind,
         "load_s": load_s,
-        "step_s": statistics.median(step_times),
+        "step_s": statistics.median(b[0] - a[0] for a, b in pairs),
+        "step_cpu_s": statistics.median(b[1] - a[1] for a, b in pairs),
         "total_s": time.perf_counter() - start,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb(),
+        "load_peak_rss_mb": loaded_rss,
     }
+
+
+def _median_distance(engine, steps: int) -> float:
+    """Median relative L1 distance between consecutive timestep embeddings (what TeaCache measures)."""
+    import torch
+    from diffusers import CogVideoXDPMScheduler
+
+    scheduler = CogVideoXDPMScheduler.from_config(engine.scheduler.config)
+    scheduler.set_timesteps(steps)
+    tr = engine.transformer
+    with torch.no_grad():
+        embs = [tr.time_embedding(tr.time_proj(t.expand(2)).to(engine.dtype), None) for t in scheduler.timesteps]
+    return statistics.median(((a - b).abs().mean() / b.abs().mean()).item() for a, b in zip(embs[1:], embs[:-1]))
+
+
+def teacache_worker(model: str, steps: int, height: int, width: int, frames: int, dtype: str) -> dict:
+    """One process, one model: no cache, then each threshold; denoising wall time and computed steps.
+
+    Then again with the time embedding's output shifted so that step-to-step distances fall in the range the
+    authors' polynomial was fitted on (the random embedding's jumps make the polynomial negative: all skipped).
+    """
+    import torch
+
+    import consisid_core
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    face, id_cond, hidden = _inputs()
+    engine = consisid_core.load_engine(model, device="cpu", dtype=_dtype(dtype))
+    text = engine.encode_text("a man walks in the city street at night", "")
+    glob = engine.encode_global(face, height=height, width=width)
+    local = engine.encode_local(id_cond, hidden)
+    rows = {}
+    for variant in ("random", "shifted"):
+        if variant == "shifted":
+            with torch.no_grad():
+                engine.transformer.time_embedding.linear_2.bias.add_(TIME_EMBEDDING_SHIFT)
+        distance = _median_distance(engine, steps)
+        for threshold in (None, *TEACACHE_THRESHOLDS):
+            cache = None if threshold is None else consisid_core.TeaCache(threshold)
+            start = time.perf_counter()
+            engine.denoise(text, glob, local, num_frames=frames, num_inference_steps=steps, seed=0, cache=cache)
+            seconds = time.perf_counter() - start
+            rows[f"{variant} {'none' if threshold is None else f'{threshold:g}'}"] = {
+                "seconds": seconds, "computed": steps if cache is None else cache.stats["computed"],
+                "distance": distance}
+    return rows
+
+
+def _run_worker(args: argparse.Namespace, folder: Path, kind: str, **sizes) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--model", str(folder), "--dtype", args.dtype]
+    for key, value in sizes.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def engine_vs_reference(args: argparse.Namespace, tmp: str) -> None:
+    folder = Path(tmp) / "model"
+    build_model(folder, args.layers, args.height, args.width, args.frames, args.text_len)
+    sizes = dict(steps=args.steps, height=args.height, width=args.width, frames=args.frames)
+    results: dict[str, list[dict]] = {"engine": [], "reference": []}
+    for repeat in range(args.repeats):
+        for kind in (["engine", "reference"] if repeat % 2 == 0 else ["reference", "engine"]):
+            results[kind].append(_run_worker(args, folder, kind, **sizes))
+    metrics = ("load_s", "step_s", "step_cpu_s", "peak_rss_mb", "load_peak_rss_mb")
+    summary = {k: {m: statistics.median(r[m] for r in v) for m in metrics} for k, v in results.items()}
+    tokens = ((args.frames - 1) // 4 + 1) * (args.height // 16) * (args.width // 16)
+    print(f"model: real width 3072, {args.layers} layers (face injection every 2nd), {args.width}x{args.height}x"
+          f"{args.frames} = {tokens} video + {args.text_len} text tokens per step, CFG on (batch 2), {args.dtype}, "
+          f"{args.steps} steps, CPU x{os.cpu_count()}, {args.repeats} run(s) each, alternating (median)")
+    print(f"{'':12}{'CPU s/step':>12}{'wall s/step':>12}{'peak RSS MB generate':>22}{'peak RSS MB load':>18}"
+          f"{'load s':>8}")
+    for kind, s in summary.items():
+        print(f"{kind:12}{s['step_cpu_s']:>12.2f}{s['step_s']:>12.2f}{s['peak_rss_mb']:>22.0f}"
+              f"{s['load_peak_rss_mb']:>18.0f}{s['load_s']:>8.1f}")
+    e, r = summary["engine"], summary["reference"]
+    print(f"ratio engine/reference: CPU time per step {e['step_cpu_s'] / r['step_cpu_s']:.3f}, wall time per step "
+          f"{e['step_s'] / r['step_s']:.3f}, peak memory while generating {e['peak_rss_mb'] / r['peak_rss_mb']:.3f}, "
+          f"load time {e['load_s'] / r['load_s']:.3f}")
+    print("(CPU time = process CPU seconds, the fairer figure on a shared machine; peak RSS while generating is "
+          "reset after loading, Linux VmHWM)")
+
+
+def teacache_table(args: argparse.Namespace, tmp: str) -> None:
+    folder = Path(tmp) / "teacache_model"
+    height, width, frames = 64, 96, 9
+    build_model(folder, 2, height, width, frames, 32)
+    rows = _run_worker(args, folder, "teacache", steps=50, height=height, width=width, frames=frames)
+    print(f"TeaCache, our engine, 50 steps, real width 3072, 2 layers, {width}x{height}x{frames}, {args.dtype}, "
+          "CFG on. Random weights: the real checkpoint skips differently (its trained time embedding decides).")
+    print(f"{'embedding':>10}{'median dist':>12}{'threshold':>10}{'computed':>10}{'seconds':>10}{'speed-up':>10}")
+    for name, row in rows.items():
+        variant, threshold = name.split()
+        base = rows[f"{variant} none"]["seconds"]
+        print(f"{variant:>10}{row['distance']:>12.3f}{threshold:>10}{row['computed']:>7}/50{row['seconds']:>10.1f}"
+              f"{base / row['seconds']:>9.2f}x")
+    print(f"(shifted: the time embedding's output bias + {TIME_EMBEDDING_SHIFT}, so consecutive embeddings differ by "
+          "a few percent as the polynomial assumes; random: the untrained embedding jumps and every step but the "
+          "first and last is skipped)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--height", type=int, default=64)
-    parser.add_argument("--width", type=int, default=96)
-    parser.add_argument("--frames", type=int, default=9)
-    parser.add_argument("--text-len", type=int, default=32)
-    parser.add_argument("--worker", choices=["engine", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--frames", type=int, default=49)
+    parser.add_argument("--text-len", type=int, default=226)
+    parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--teacache", action="store_true", help="also run the TeaCache table")
+    parser.add_argument("--teacache-only", action="store_true", help="only the TeaCache table")
+    parser.add_argument("--worker", choices=["engine", "reference", "teacache"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.model, args.steps, args.height, args.width, args.frames)))
+    if args.worker == "teacache":
+        print(json.dumps(teacache_worker(args.model, args.steps, args.height, args.width, args.frames, args.dtype)))
         return 0
-
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.model, args.steps, args.height, args.width, args.frames, args.dtype)))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "model"
-        build_model(folder, args.layers, args.height, args.width, args.frames, args.text_len)
-        results: dict[str, list[dict]] = {"engine": [], "reference": []}
-        for repeat in range(args.repeats):
-            order = ["engine", "reference"] if repeat % 2 == 0 else ["reference", "engine"]
-            for kind in order:
-                cmd = [sys.executable, __file__, "--worker", kind, "--model", str(folder), "--steps", str(args.steps),
-                       "--height", str(args.height), "--width", str(args.width), "--frames", str(args.frames)]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    summary = {k: {m: statistics.median(r[m] for r in v) for m in ("load_s", "step_s", "peak_rss_mb")}
-               for k, v in results.items()}
-    print(f"model: real width 3072, {args.layers} layers, {args.width}x{args.height}x{args.frames}, "
-          f"{args.steps} steps, CFG on, float32, CPU x{os.cpu_count()}, {args.repeats} runs each (median)")
-    print(f"{'':12}{'s/step':>10}{'peak RSS MB':>14}{'load s':>10}")
-    for kind, s in summary.items():
-        print(f"{kind:12}{s['step_s']:>10.3f}{s['peak_rss_mb']:>14.0f}{s['load_s']:>10.2f}")
-    e, r = summary["engine"], summary["reference"]
-    print(f"ratio engine/reference: time per step {e['step_s'] / r['step_s']:.3f}, "
-          f"peak memory {e['peak_rss_mb'] / r['peak_rss_mb']:.3f}, load {e['load_s'] / r['load_s']:.3f}")
+        if not args.teacache_only:
+            engine_vs_reference(args, tmp)
+        if args.teacache or args.teacache_only:
+            teacache_table(args, tmp)
     return 0
 
 

@@ -6,7 +6,7 @@ peak RSS is measured separately. The reference is diffusers' consisid_utils (pre
 process_face_embeddings_infer), called the way its docs do (outside torch.no_grad).
 
 Needs the reference environment:
-    /work/venv-ref/bin/python bench/bench_face.py [--repeat 3] [--photos astronaut,t1,tom] [--model-dir DIR]
+    .venv-ref/bin/python bench/bench_face.py [--repeat 3] [--photos astronaut,t1,tom] [--model-dir DIR]
 Prints one line per photo and the ratio ours/reference (target <= 1.0 on CPU).
 """
 

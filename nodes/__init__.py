@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import logging
 
+from consisid_core import node_ids
+
 from .conditioning_nodes import ConsisIDGlobalExtractor, ConsisIDTextEncode
 from .face_nodes import ConsisIDFaceCropAlign, ConsisIDLandmarkRenderer, ConsisIDLocalExtractor
 from .loaders import ConsisIDFaceModelsLoader, ConsisIDModelLoader
+from .lora_node import ConsisIDLoRA
+from .metrics_nodes import ConsisIDEvalModelsLoader, ConsisIDIdentityScore
+from .parallel_node import ConsisIDParallelWorkers
 from .sampling_nodes import ConsisIDDecode, ConsisIDSampler
+from .speed_nodes import ConsisIDTeaCache
 
 _log = logging.getLogger("ConsisID")
 
@@ -25,9 +31,14 @@ _NODES = (
     ConsisIDTextEncode,
     ConsisIDSampler,
     ConsisIDDecode,
+    ConsisIDTeaCache,
+    ConsisIDLoRA,
+    ConsisIDEvalModelsLoader,
+    ConsisIDIdentityScore,
+    ConsisIDParallelWorkers,
 )
 
-NODE_CLASS_MAPPINGS: dict = {cls.__name__: cls for cls in _NODES}
+NODE_CLASS_MAPPINGS: dict = node_ids.registry(_NODES)  # ids shared with the batch client (consisid_core/node_ids.py)
 NODE_DISPLAY_NAME_MAPPINGS: dict = {cls.__name__: cls.DISPLAY_NAME for cls in _NODES}
 
 
@@ -40,6 +51,12 @@ def _register_with_comfyui() -> None:
     from . import comfy_bridge
 
     comfy_bridge.register_model_folders()
+    try:
+        from . import prompt_checks
+
+        prompt_checks.register()  # one validation message for a wrong sampler size
+    except Exception:  # a hook problem must never hide the nodes
+        _log.exception("ConsisID: the size check could not be registered")
     try:
         from .server_routes import register_routes
     except ImportError:  # the route module is optional

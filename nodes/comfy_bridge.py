@@ -6,20 +6,14 @@ anywhere (tests use the stand-ins in tests/comfy_stub). Nothing here knows about
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import logging
 import os
-import threading
 from pathlib import Path
-from typing import Callable, Iterator
 
-from consisid_core import catalog
-
-_log = logging.getLogger("ConsisID")
+from consisid_core import catalog, model_folder
 
 MODEL_FOLDER_KEY = catalog.CONSISID_FOLDER_KEY  # models/consisid/<name>/
 INSIGHTFACE_FOLDER_KEY = catalog.INSIGHTFACE_FOLDER_KEY  # models/insightface/models/antelopev2/
+LORA_FOLDER_KEY = "consisid_loras"  # models/consisid_loras/<name>.safetensors (ConsisID LoRA node)
 
 
 def folder_paths():
@@ -29,30 +23,22 @@ def folder_paths():
 
 
 def register_model_folders() -> None:
-    """Register `consisid` and `insightface` model folders (kept if extra_model_paths.yaml added them first)."""
+    """Register the `consisid`, `insightface` and `consisid_loras` model folders.
+
+    Folders that extra_model_paths.yaml added first are kept."""
     fp = folder_paths()
-    for key in (MODEL_FOLDER_KEY, INSIGHTFACE_FOLDER_KEY):
+    for key in (MODEL_FOLDER_KEY, INSIGHTFACE_FOLDER_KEY, LORA_FOLDER_KEY):
         fp.add_model_folder_path(key, os.path.join(fp.models_dir, key))
-
-
-def _roots(key: str) -> list[Path]:
-    fp = folder_paths()
-    try:
-        paths = fp.get_folder_paths(key)
-    except KeyError:
-        paths = []
-    default = os.path.join(fp.models_dir, key)
-    return [Path(p) for p in dict.fromkeys([*paths, default])]
 
 
 def model_roots() -> list[Path]:
     """Folders searched for ConsisID model folders (ComfyUI's `consisid` paths, models/consisid last)."""
-    return _roots(MODEL_FOLDER_KEY)
+    return model_folder.registered_roots(folder_paths(), MODEL_FOLDER_KEY)
 
 
 def insightface_roots() -> list[Path]:
     """ComfyUI's `insightface` folders (models/insightface and extra_model_paths.yaml entries)."""
-    return _roots(INSIGHTFACE_FOLDER_KEY)
+    return model_folder.registered_roots(folder_paths(), INSIGHTFACE_FOLDER_KEY)
 
 
 def torch_device():
@@ -61,63 +47,10 @@ def torch_device():
     return mm.get_torch_device()
 
 
-_release_suspended = threading.local()
-
-
-def ours_suspended() -> bool:
-    """True while the pack itself calls ComfyUI's unload (so the hook must not release our own models)."""
-    return getattr(_release_suspended, "value", False)
-
-
-@contextlib.contextmanager
-def _suspend_our_release() -> Iterator[None]:
-    previous = ours_suspended()
-    _release_suspended.value = True
-    try:
-        yield
-    finally:
-        _release_suspended.value = previous
-
-
-def free_comfy_memory() -> None:
-    """Ask ComfyUI to unload its own models and empty the device cache (ours stay as they are)."""
-    import comfy.model_management as mm
-
-    with _suspend_our_release():
-        mm.unload_all_models()
-    mm.soft_empty_cache()
-
-
 def soft_empty_cache() -> None:
     import comfy.model_management as mm
 
     mm.soft_empty_cache()
-
-
-def install_unload_hook(release: Callable[[], None]) -> None:
-    """Wrap ComfyUI's `unload_all_models` once so it also calls `release`.
-
-    That function is what the "Unload models" button and `POST /free` end in (main.py's prompt worker),
-    and what ComfyUI calls after an out-of-memory error; the wrapper calls ComfyUI's original first.
-    """
-    import comfy.model_management as mm
-
-    current = mm.unload_all_models
-    if getattr(current, "_consisid_hook", False):
-        return
-
-    @functools.wraps(current)
-    def unload_all_models(*args, **kwargs):
-        result = current(*args, **kwargs)
-        if not ours_suspended():
-            try:
-                release()
-            except Exception:  # never break ComfyUI's own memory management
-                _log.exception("ConsisID: releasing models after unload_all_models failed")
-        return result
-
-    unload_all_models._consisid_hook = True
-    mm.unload_all_models = unload_all_models
 
 
 def throw_if_interrupted() -> None:

@@ -110,7 +110,7 @@ class ConsisIDTextEncode:
             engine = model.get()
             if clip is None:
                 # the negative is always encoded: cfg is chosen on the sampler
-                conditioning = engine.encode_text(prompt, negative_prompt, guidance_scale=2.0)
+                conditioning = engine.encode_text(prompt, negative_prompt, with_negative=True)
                 source = "model T5"
             else:
                 conditioning = self._with_clip(engine, clip, prompt, negative_prompt)

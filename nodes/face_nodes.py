@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from consisid_core import choices
 
 from .errors import fail, label, reported_as
 from .types import CATEGORY, FACE, FACE_MODELS, LOCAL, FaceDetections, FaceInfo, LocalFeatures
 
-SELECTIONS = ["largest", "central", "index", "reference"]
+SELECTIONS = [*choices.FACE_SELECTIONS, choices.FACE_INDEX]
 SELECTION_TOOLTIP = (
     "Which face to use when a photo shows several: largest (default), central (closest to the image "
     "centre), index (face_index, counted left to right from 0), or reference (exactly the original code: "
@@ -24,17 +25,28 @@ SELECTION_INPUTS = {
 
 def selection_value(face_selection: str, face_index: int):
     """The consisid_core face_selection argument for the widget pair."""
-    return int(face_index) if face_selection == "index" else face_selection
+    return int(face_index) if face_selection == choices.FACE_INDEX else face_selection
 
 
 def _extract(models, image, selection):
     from consisid_core.face import extract_identity
 
-    return extract_identity(models, image, selection)
+    from . import comfy_bridge
+
+    return extract_identity(models, image, selection, should_cancel=comfy_bridge.throw_if_interrupted)
+
+
+def same_photo_note(node: str) -> str:
+    """Which face node found a photo problem, and that the other one would report the same problem."""
+    names = (ConsisIDFaceCropAlign.DISPLAY_NAME, ConsisIDLocalExtractor.DISPLAY_NAME)
+    found_by = next((n for n in names if node.startswith(f"{n} (")), node)
+    others = " and ".join(n for n in names if n != found_by)
+    return (f"Found by {found_by}; {others} looks for the face in the same photo, so it is the same photo "
+            "problem whichever node reports it.")
 
 
 def identities(node: str, face_models, image, selection) -> list:
-    """One Identity per image of a ComfyUI IMAGE batch; a no-face error names the image in the batch."""
+    """One Identity per image of a ComfyUI IMAGE batch; a no-face error names the image and the node that found it."""
     from consisid_core.face import NoFaceError
 
     found = []
@@ -43,7 +55,7 @@ def identities(node: str, face_models, image, selection) -> list:
             found.append(face_models.identity(image[index], selection, _extract))
         except NoFaceError as exc:
             where = f"image {index + 1} of {image.shape[0]}: " if image.shape[0] > 1 else ""
-            raise fail(node, f"{where}{exc}") from exc
+            raise fail(node, f"{where}{exc} {same_photo_note(node)}") from exc
     return found
 
 

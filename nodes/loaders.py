@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+
+from consisid_core import choices
 
 from . import comfy_bridge, model_folders
 from .errors import fail, label, reported_as
@@ -12,10 +13,9 @@ from .types import CATEGORY, FACE_MODELS, MODEL
 
 _log = logging.getLogger("ConsisID")
 
-PRECISIONS = ["bf16", "fp16", "fp32"]
-MEMORY_MODES = ["none", "model_offload", "sequential_offload"]
-CPU_ATTENTION = ("sdpa", "sdpa_math")
-ONNX_PROVIDERS = ["CPU", "CUDA"]
+PRECISIONS = list(choices.PRECISIONS)
+MEMORY_MODES = list(choices.MEMORY_MODES)
+ONNX_PROVIDERS = [p.upper() for p in choices.ONNX_PROVIDERS]
 FACE_DEVICES = ["default", "cpu"]
 
 MODEL_TOOLTIP = (
@@ -32,15 +32,26 @@ def attention_backends() -> list[str]:
     return available_backends()
 
 
+def engine_runtime(settings: EngineSettings):
+    """The checked runtime setting of a DiT Loader (the same resolver as the CLI's); raises RuntimeSettingError."""
+    from consisid_core.runtime import resolve_runtime
+
+    return resolve_runtime(device=settings.device, dtype=settings.precision, attention=settings.attention,
+                           memory_mode=settings.memory_mode)
+
+
+def face_runtime(settings: FaceSettings):
+    """The checked runtime setting of a Face Models Loader: EVA-CLIP runs in the chosen precision on its device."""
+    from consisid_core.runtime import resolve_runtime
+
+    return resolve_runtime(device=settings.device, dtype=settings.precision)
+
+
 def _load_engine(settings: EngineSettings):
-    """Free ComfyUI's models, then load transformer, VAE, T5 and scheduler (never downloads)."""
+    """Load transformer, VAE, T5 and scheduler into RAM (never downloads); ComfyUI's memory manager moves them."""
     import consisid_core
 
-    comfy_bridge.free_comfy_memory()
-    return consisid_core.load_engine(
-        settings.path, device=settings.device, dtype=settings.precision, memory_mode=settings.memory_mode,
-        attention=settings.attention,
-    )
+    return consisid_core.load_engine(settings.path, runtime=engine_runtime(settings), managed=True)
 
 
 class ConsisIDModelLoader:
@@ -49,8 +60,8 @@ class ConsisIDModelLoader:
     CATEGORY = CATEGORY
     DESCRIPTION = (
         "Loads a ConsisID model folder (CogVideoX-5B DiT with face modules, its VAE, T5 text encoder and "
-        "scheduler) from models/consisid/. ComfyUI's own models are unloaded first; the loaded model is "
-        "kept between runs (same settings: no reload) and released when ComfyUI frees memory."
+        "scheduler) from models/consisid/. ComfyUI's memory manager loads each part to the GPU when its stage "
+        "runs and evicts it like any other model; the loaded model is kept between runs (same settings: no reload)."
     )
     RETURN_TYPES = (MODEL,)
     RETURN_NAMES = ("model",)
@@ -73,7 +84,8 @@ class ConsisIDModelLoader:
                 "attention": (attention_backends(), {"default": "sdpa", "tooltip": (
                     "Attention backend. sdpa lets PyTorch choose its fastest kernel; sdpa_flash, sdpa_efficient and "
                     "sdpa_cudnn force one CUDA kernel; sdpa_math is the slow exact reference; sageattention and "
-                    "flash_attn are listed when those packages are installed. On the CPU only sdpa and sdpa_math work.")}),
+                    "flash_attn are listed when they import with this torch. On the CPU only sdpa and sdpa_math work; "
+                    "sdpa_flash, sdpa_cudnn, sageattention and flash_attn need bf16 or fp16.")}),
             }
         }
 
@@ -100,36 +112,30 @@ class ConsisIDModelLoader:
             if folder is None:
                 raise fail(self.LABEL, model_folders.missing_folder_message(model))
             device = comfy_bridge.torch_device()
-            if getattr(device, "type", str(device)) == "cpu" and attention not in CPU_ATTENTION:
-                raise fail(self.LABEL, f"attention '{attention}' needs a CUDA GPU but ComfyUI runs on the CPU; "
-                                       f"choose one of {list(CPU_ATTENTION)}.")
             settings = EngineSettings(settings_path(folder), precision, memory_mode, attention, str(device))
+            _check_runtime(self.LABEL, lambda: engine_runtime(settings))  # refused before anything loads
             handle = REGISTRY.handle(settings, lambda: EngineHandle(settings, _load_engine))
-            comfy_bridge.install_unload_hook(REGISTRY.release_all)
             handle.get()
         return (handle,)
 
 
+def _check_runtime(node: str, resolve) -> None:
+    from consisid_core.runtime import RuntimeSettingError
+
+    try:
+        resolve()
+    except RuntimeSettingError as exc:
+        raise fail(node, str(exc)) from exc
+
+
 def _load_face_models(settings: FaceSettings):
-    import torch
     from consisid_core.face import load_face_models
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings.precision]
     providers = ["CUDAExecutionProvider"] if settings.onnx_provider == "CUDA" else ["CPUExecutionProvider"]
     return load_face_models(
-        settings.face_encoder_dir, device=settings.device, dtype=dtype, onnx_providers=providers,
+        settings.face_encoder_dir, runtime=face_runtime(settings), onnx_providers=providers,
         antelopev2_dir=settings.antelopev2_dir,
     )
-
-
-def _face_dirs(model: str) -> tuple[Path, Path | None] | None:
-    from consisid_core import catalog
-
-    folder = model_folders.find_model(model)
-    if folder is None:
-        return None
-    face_dir = folder / catalog.FACE_ENCODER_DIR
-    return face_dir, model_folders.antelopev2_dir(face_dir)
 
 
 class ConsisIDFaceModelsLoader:
@@ -173,27 +179,30 @@ class ConsisIDFaceModelsLoader:
 
         if model is None:
             return True
-        dirs = _face_dirs(model)
+        dirs = model_folders.face_dirs(model)
         if dirs is None:
             return f"{cls.LABEL}: {model_folders.missing_folder_message(model)}"
         try:
-            locate_face_weights(*dirs)
+            locate_face_weights(dirs[0], insightface_dirs=dirs[1])
         except ModelFilesError as exc:
             return f"{cls.LABEL}: {exc}"
         return True
 
     def load(self, model, onnx_provider, device, precision):
         with reported_as(self.LABEL):
-            dirs = _face_dirs(model)
+            from consisid_core.face.weights import locate_face_weights
+
+            dirs = model_folders.face_dirs(model)
             if dirs is None:
                 raise fail(self.LABEL, model_folders.missing_folder_message(model))
-            face_dir, ante_dir = dirs
+            face_dir = dirs[0]
+            ante_dir = locate_face_weights(face_dir, insightface_dirs=dirs[1]).antelopev2_dir  # as the badge finds it
             torch_device = "cpu" if device == "cpu" else str(comfy_bridge.torch_device())
             settings = FaceSettings(
                 settings_path(face_dir), None if ante_dir is None else str(ante_dir), onnx_provider, torch_device,
                 precision,
             )
+            _check_runtime(self.LABEL, lambda: face_runtime(settings))
             handle = REGISTRY.handle(settings, lambda: FaceModelsHandle(settings, _load_face_models))
-            comfy_bridge.install_unload_hook(REGISTRY.release_all)
             handle.get()
         return (handle,)

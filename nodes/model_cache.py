@@ -5,11 +5,11 @@ models on first use and can always load them again, so the registry is free to r
 
 - Same settings in a later run -> the registry gives back the same handle (already loaded).
 - New settings -> handles of other settings drop their models first (one ConsisID model in memory).
-- ComfyUI frees memory ("Unload models", POST /free, after an out-of-memory error: all end in
-  `comfy.model_management.unload_all_models`, which comfy_bridge wraps once): the engine moves off the
-  GPU (kept in RAM, back on the GPU at next use), face models on an accelerator are dropped, and the
-  registry stops pinning the handles; if ComfyUI also clears its node cache ("Free model and node
-  cache"), nothing references them any more and their RAM is freed too.
+- Each loaded model (T5, transformer, VAE, face networks) is a ModelPatcher in ComfyUI's loaded-model
+  list (nodes/comfy_memory.py). When ComfyUI unloads one ("Unload models", POST /free, another model
+  needing the room), its device copy is dropped (the host copy stays: back at next use, no reload) and
+  the registry stops pinning the handle; if ComfyUI also clears its node cache ("Free model and node
+  cache"), nothing references it any more and its RAM is freed too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import comfy_bridge
+from . import comfy_bridge, comfy_memory
 
 _log = logging.getLogger("ConsisID")
 
@@ -59,6 +59,7 @@ class EngineHandle:
         self.settings = settings
         self._loader = loader
         self._engine = None
+        self._patchers: dict = {}
         self.loads = 0
         self.preview_map = None  # latent -> RGB map, fitted on first preview
 
@@ -66,25 +67,30 @@ class EngineHandle:
     def loaded(self) -> bool:
         return self._engine is not None
 
-    def get(self):
-        """The engine, loading it (and dropping other models) if it was never loaded or was dropped."""
+    def get(self, lora_stack: tuple = ()):
+        """The engine, loading it (and dropping other models) if it was never loaded or was dropped.
+
+        `lora_stack` ((file, strength), ...) is what ConsisID LoRA nodes put on it; a plain get() removes them.
+        """
         if self._engine is None:
             REGISTRY.drop_others(self)
             self._engine = self._loader(self.settings)
+            self._patchers = comfy_memory.manage_engine(self._engine, _unpin(self))
             self.loads += 1
+        if lora_stack or getattr(self._engine, "loras", None):
+            from consisid_core.engine.lora import use_loras
+
+            use_loras(self._engine, tuple(lora_stack))
         return self._engine
 
-    def release(self) -> None:
-        """Move the models off the accelerator; they come back at the next stage that needs them."""
-        if self._engine is not None:
-            self._engine.release()
-
     def drop(self) -> None:
-        """Forget the engine entirely (its RAM is freed once nothing else holds it)."""
+        """Forget the engine entirely: device copies dropped, nothing copied to RAM; RAM freed once unreferenced."""
         if self._engine is not None:
-            self._engine.release()
+            comfy_memory.forget(self._patchers.values())
+            self._patchers = {}
             self._engine = None
             self.preview_map = None
+            comfy_bridge.soft_empty_cache()
 
 
 class FaceModelsHandle:
@@ -97,6 +103,7 @@ class FaceModelsHandle:
         self.settings = settings
         self._loader = loader
         self._models = None
+        self._patcher = None
         self.loads = 0
         self._memo: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
@@ -106,22 +113,27 @@ class FaceModelsHandle:
         return self._models is not None
 
     def get(self):
+        """The face models, loaded if needed and brought onto their device through ComfyUI's memory manager."""
         if self._models is None:
             self._models = self._loader(self.settings)
+            self._patcher = comfy_memory.manage_face_models(self._models, _unpin(self))
             self.loads += 1
+        comfy_memory.load([self._patcher])
         return self._models
 
-    @property
-    def on_accelerator(self) -> bool:
-        return self.settings.device != "cpu" or self.settings.onnx_provider != "CPU"
-
-    def release(self) -> None:
-        """Face models cannot move between devices: on an accelerator they are dropped (reloaded on use)."""
-        if self.on_accelerator:
-            self.drop()
+    def offload(self) -> None:
+        """Free the accelerator for sampling: device copies and onnxruntime CUDA arenas go, host copies stay."""
+        if self._patcher is not None:
+            self._patcher.detach()
+        elif self._models is not None:
+            self._models.offload()
 
     def drop(self) -> None:
+        if self._models is not None:
+            comfy_memory.forget([self._patcher])
+            self._models.offload()
         self._models = None
+        self._patcher = None
         self._memo.clear()
 
     def identity(self, image, selection, extract: Callable[[Any, Any, Any], Any]):
@@ -137,6 +149,17 @@ class FaceModelsHandle:
             while len(self._memo) > self.MEMO_SIZE:
                 self._memo.popitem(last=False)
         return result
+
+
+def _unpin(handle) -> Callable[[], None]:
+    ref = weakref.ref(handle)
+
+    def unpin() -> None:
+        alive = ref()
+        if alive is not None:
+            REGISTRY.unpin(alive)
+
+    return unpin
 
 
 def _fingerprint(image) -> tuple:
@@ -177,16 +200,16 @@ class Registry:
                     handle.drop()
                     self._pinned.pop(handle.settings, None)
 
-    def release_all(self) -> None:
-        """ComfyUI asked for memory: release every handle and stop pinning them."""
+    def unpin(self, handle) -> None:
+        """ComfyUI unloaded one of the handle's models: keep it only while ComfyUI's node cache holds it."""
         with self._lock:
-            handles = self.handles()
-            self._pinned.clear()
-        for handle in handles:
-            handle.release()
-        if handles:
-            comfy_bridge.soft_empty_cache()
-            _log.info("ConsisID: released %d cached model(s) at ComfyUI's request", len(handles))
+            if self._pinned.get(handle.settings) is handle:
+                del self._pinned[handle.settings]
+
+    def offload_faces(self) -> None:
+        """Before sampling: take every face model off the accelerator."""
+        for handle in self.handles("face"):
+            handle.offload()
 
     def clear(self) -> None:
         """Drop everything (tests)."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from consisid_core import catalog
+from consisid_core import catalog, model_folder
 from consisid_core.engine.info import ModelInfo
 
 from . import comfy_bridge
@@ -13,21 +12,9 @@ from . import comfy_bridge
 _INFO_CACHE: dict[tuple[str, float, float], ModelInfo] = {}
 
 
-def looks_like_model_folder(path: Path) -> bool:
-    """A ConsisID-preview-style folder: model_index.json or a transformer/ config."""
-    return (path / "model_index.json").is_file() or (path / "transformer" / "config.json").is_file()
-
-
 def model_names() -> list[str]:
-    """Sub-folders of every `consisid` root that look like model folders (first root wins on equal names)."""
-    names: list[str] = []
-    for root in comfy_bridge.model_roots():
-        if not root.is_dir():
-            continue
-        for child in sorted(root.iterdir(), key=lambda p: p.name.lower()):
-            if child.is_dir() and looks_like_model_folder(child) and child.name not in names:
-                names.append(child.name)
-    return names
+    """Model folders under every `consisid` root, as consisid_core.model_folder lists them (first root wins)."""
+    return [p.name for p in model_folder.list_model_folders(comfy_bridge.model_roots())]
 
 
 def combo_names() -> list[str]:
@@ -36,14 +23,8 @@ def combo_names() -> list[str]:
 
 
 def find_model(name: str) -> Path | None:
-    """Path of a model folder by name (the first root holding it), or None."""
-    if not name or Path(name).name != name:
-        return None
-    for root in comfy_bridge.model_roots():
-        candidate = root / name
-        if candidate.is_dir():
-            return candidate
-    return None
+    """Path of a listed model folder by name, or None."""
+    return model_folder.find_model_folder(name, comfy_bridge.model_roots())
 
 
 def where_to_put(name: str) -> str:
@@ -69,12 +50,10 @@ def model_info(folder: Path) -> ModelInfo | None:
     except OSError:
         return None
     if key not in _INFO_CACHE:
-        try:
-            _INFO_CACHE[key] = ModelInfo.from_configs(
-                json.loads(t_config.read_text(encoding="utf-8")), json.loads(v_config.read_text(encoding="utf-8"))
-            )
-        except (OSError, ValueError):
+        info = model_folder.read_model_info(folder)
+        if info is None:
             return None
+        _INFO_CACHE[key] = info
     return _INFO_CACHE[key]
 
 
@@ -89,15 +68,9 @@ def installed_infos() -> dict[str, ModelInfo]:
     return infos
 
 
-def antelopev2_dir(face_encoder_dir: Path) -> Path | None:
-    """Where to take antelopev2 from: None when the model's face_encoder has it, else ComfyUI's insightface folder."""
-    from consisid_core.face.weights import ANTELOPEV2_REQUIRED
-
-    own = face_encoder_dir.joinpath(*catalog.ANTELOPEV2_SUBDIR)
-    if all((own / f).is_file() for f in ANTELOPEV2_REQUIRED):
+def face_dirs(model: str) -> tuple[Path, list[Path]] | None:
+    """(face_encoder/ of a listed model folder, ComfyUI's insightface folders searched for antelopev2), or None."""
+    folder = find_model(model)
+    if folder is None:
         return None
-    candidates = [root.joinpath(*catalog.ANTELOPEV2_SUBDIR) for root in comfy_bridge.insightface_roots()]
-    for candidate in candidates:
-        if all((candidate / f).is_file() for f in ANTELOPEV2_REQUIRED) or (candidate / "antelopev2").is_dir():
-            return candidate
-    return candidates[-1] if candidates else None
+    return model_folder.face_encoder_dir(folder), comfy_bridge.insightface_roots()

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import logging
 
-from . import comfy_bridge, sizes
+from . import comfy_bridge, prompt_checks, sizes
 from .errors import fail, label, reported_as
-from .types import CATEGORY, GLOBAL, LATENTS, LOCAL, MODEL, TEXT, Latents
+from .model_cache import REGISTRY
+from .types import CACHE, CATEGORY, GLOBAL, LATENTS, LOCAL, MODEL, PARALLEL, TEXT, Latents
 
 _log = logging.getLogger("ConsisID")
 
 PREVIEW_UPSCALE = 8  # latent pixels -> video pixels
+NOISE_DEVICES = ["cpu", "gpu"]
+NOISE_TOOLTIP = (
+    "Where the seed's noise is drawn. cpu: the same noise for a seed on every machine. gpu: a generator on the "
+    "GPU, as the original code's torch.Generator(\"cuda\"), so its seeds give its noise. Either way the GPU "
+    "kernels differ between GPU models, so the video can still differ slightly from another machine's."
+)
 
 
 def step_callback(handle, engine, steps: int):
@@ -51,8 +58,9 @@ class ConsisIDSampler:
     CATEGORY = CATEGORY
     DESCRIPTION = (
         "Generates the video latents: CogVideoX DPM sampling of the ConsisID DiT conditioned on the prompt, the "
-        "encoded face (global) and the identity tokens (local). The seed reproduces the original code's output "
-        "exactly. Shows progress per step (Cancel stops within one step) and latent previews when enabled."
+        "encoded face (global) and the identity tokens (local), drawing random numbers in the original code's "
+        "order. noise_device 'gpu' seeds a generator on the GPU like the original code, so its seeds give its "
+        "noise; 'cpu' gives the same noise on every machine. Shows progress per step (Cancel stops within one step) and latent previews when enabled."
     )
     RETURN_TYPES = (LATENTS,)
     RETURN_NAMES = ("latents",)
@@ -68,7 +76,7 @@ class ConsisIDSampler:
                 "global_cond": (GLOBAL, {"tooltip": "The encoded face, from Global Extractor."}),
                 "local_cond": (LOCAL, {"tooltip": "The identity features, from Local Extractor."}),
                 "seed": ("INT", {"default": 42, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                                 "tooltip": "Random seed (CPU generator, so a seed gives the same video on any machine)."}),
+                                 "tooltip": "Random seed; where its noise is drawn is set by noise_device."}),
                 "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Denoising steps (50 as in the original code)."}),
                 "cfg": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01, "tooltip": (
                     "Classifier-free guidance scale (6.0 as in the original code); 1.0 or less skips the negative "
@@ -84,33 +92,52 @@ class ConsisIDSampler:
                                        "step": sizes.FRAME_STEP, "tooltip": (
                     "Frames to generate: 8k+1 (9, 17, ... 49). 49 frames (6 s at 8 fps) is what the model was "
                     "trained on; other counts work with lower quality.")}),
-            }
+            },
+            "optional": {
+                "noise_device": (NOISE_DEVICES, {"default": "cpu", "tooltip": NOISE_TOOLTIP}),
+                "cache": (CACHE, {"tooltip": "Optional step caching from ConsisID TeaCache (faster, slightly less exact)."}),
+                "parallel": (PARALLEL, {"tooltip": (
+                    "Optional: run the denoising on several GPUs, from ConsisID Parallel Workers.")}),
+            },
+            "hidden": {prompt_checks.SIZE_INPUT: "CONSISID_SIZE"},  # set only for a wrong size, see prompt_checks
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, width, height, num_frames):
-        """Refuse sizes no installed checkpoint can generate, before anything runs (the model is re-checked at run time)."""
-        problem = sizes.check(width, height, num_frames)
+    def VALIDATE_INPUTS(cls, size=None):
+        """One message for a wrong width/height/num_frames, before anything runs (ComfyUI checks their min/max;
+        the model is re-checked at run time). `size` comes from nodes/prompt_checks.py."""
+        if not isinstance(size, dict):
+            return True
+        problem = sizes.check(size.get("width"), size.get("height"), size.get("num_frames"), ranges=False)
         return True if problem is None else f"{cls.LABEL}: {problem}"
 
-    def sample(self, model, text, global_cond, local_cond, seed, steps, cfg, use_dynamic_cfg, width, height, num_frames):
+    def sample(self, model, text, global_cond, local_cond, seed, steps, cfg, use_dynamic_cfg, width, height, num_frames,
+               noise_device="cpu", cache=None, parallel=None, size=None):
         with reported_as(self.LABEL):
             problem = sizes.check(width, height, num_frames, infos={})
             if problem is not None:
                 raise fail(self.LABEL, problem)
             engine = model.get()
-            frames = engine.check_settings(height, width, num_frames, frames_policy="error")
+            frames = engine.check_settings(height, width, num_frames, snap_frames=False)
             self._check_text(engine, text)
-            comfy_bridge.free_comfy_memory()  # e.g. a core T5 used for the prompt: the DiT needs the room
+            if engine.placement.mode != "none":  # face networks and onnxruntime arenas leave the GPU first
+                REGISTRY.offload_faces()
             conditioning = global_cond.conditioning
             if global_cond.encoded_by != model.settings or (conditioning.height, conditioning.width) != (height, width):
                 conditioning = engine.encode_global(global_cond.face_image, global_cond.landmark_image, height, width)
             local = engine.encode_local(local_cond.id_cond, local_cond.id_vit_hidden, local_cond.face_scale)
-            video = engine.denoise(
-                text.conditioning, conditioning, local, num_frames=frames, num_inference_steps=int(steps),
-                guidance_scale=float(cfg), use_dynamic_cfg=bool(use_dynamic_cfg), seed=int(seed),
-                callback=step_callback(model, engine, int(steps)), frames_policy="error",
-            )
+            settings = dict(num_frames=frames, num_inference_steps=int(steps), guidance_scale=float(cfg),
+                            use_dynamic_cfg=bool(use_dynamic_cfg), seed=int(seed), snap_frames=False,
+                            noise_device=noise_device, cache=cache)
+            if parallel is None:
+                video = engine.denoise(text.conditioning, conditioning, local,
+                                       callback=step_callback(model, engine, int(steps)), **settings)
+            else:  # the worker group denoises; progress and Cancel are forwarded
+                bar = comfy_bridge.progress_bar(int(steps))
+                video = parallel.pool().denoise(text.conditioning, conditioning, local, progress=bar.update_absolute,
+                                                should_cancel=comfy_bridge.throw_if_interrupted, **settings)
+            if cache is not None:
+                _log.info("%s: %s", self.LABEL, cache.summary())
         return (Latents(video, model.settings),)
 
     def _check_text(self, engine, text) -> None:

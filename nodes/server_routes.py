@@ -7,7 +7,6 @@ ComfyUI; registering does nothing (and returns False) when the server is not the
 from __future__ import annotations
 
 import logging
-import os
 
 ROUTE = "/consisid/models"
 
@@ -15,25 +14,13 @@ _log = logging.getLogger("ConsisID")
 _registered = False
 
 
-def _folder_list(folder_paths, key: str) -> list[str]:
-    """ComfyUI's folders for a key (extra_model_paths.yaml included), or models/<key> when nobody registered it."""
-    try:
-        paths = list(folder_paths.get_folder_paths(key))
-    except Exception:
-        paths = []
-    default = os.path.join(folder_paths.models_dir, key)
-    if default not in paths:
-        paths.append(default)
-    return paths
-
-
 def models_payload(folder_paths) -> dict:
     """The JSON body of the route: model_status for ComfyUI's `consisid` and `insightface` folders."""
-    from consisid_core import catalog, model_status
+    from consisid_core import catalog, model_folder, model_status
 
     report = model_status.scan_models(
-        _folder_list(folder_paths, catalog.CONSISID_FOLDER_KEY),
-        _folder_list(folder_paths, catalog.INSIGHTFACE_FOLDER_KEY),
+        [str(p) for p in model_folder.registered_roots(folder_paths, catalog.CONSISID_FOLDER_KEY)],
+        [str(p) for p in model_folder.registered_roots(folder_paths, catalog.INSIGHTFACE_FOLDER_KEY)],
     )
     payload = report.to_dict()
     payload["hf_repo"] = catalog.HF_URL

@@ -1,9 +1,9 @@
-"""Validation-time checks of width/height/num_frames against the checkpoints installed under models/consisid.
+"""Checks of the sampler's width/height/num_frames against the checkpoints installed under models/consisid.
 
 ComfyUI validates a node before anything runs, but a node's VALIDATE_INPUTS only sees its own widget
 values (linked inputs such as `model` arrive as None), so it cannot know which checkpoint is wired in.
 It can refuse what no installed checkpoint supports; the sampler re-checks against the loaded model
-when it starts, before any work.
+when it starts, before any work. Every message names only the values that are wrong.
 """
 
 from __future__ import annotations
@@ -12,11 +12,36 @@ from consisid_core.engine.info import ModelInfo
 
 from . import model_folders
 
-SIZE_MULTIPLE = 16  # VAE x8 and transformer patch 2, the same for every CogVideoX-5B checkpoint
-FRAME_STEP = 8  # 4x temporal VAE: only 8k+1 frames decode to exactly that many
-MIN_FRAMES = 9
+_FAMILY = ModelInfo.from_configs({}, {})  # CogVideoX-5B's rules, shared by every ConsisID checkpoint, before one is known
+SIZE_MULTIPLE = _FAMILY.size_multiple  # VAE x8 and transformer patch 2
+FRAME_STEP = _FAMILY.frame_step  # 4x temporal VAE: only 8k+1 frames decode to exactly that many
+MIN_FRAMES = _FAMILY.min_frames
 MAX_SIDE = 4096
 MAX_FRAMES = 1025
+RANGES = {"width": (SIZE_MULTIPLE, MAX_SIDE), "height": (SIZE_MULTIPLE, MAX_SIDE), "num_frames": (MIN_FRAMES, MAX_FRAMES)}
+
+
+def in_range(name: str, value: int) -> bool:
+    low, high = RANGES[name]
+    return low <= value <= high
+
+
+def value_problems(width, height, num_frames, *, ranges: bool = True) -> list[str]:
+    """One line per wrong value (None = unknown, not checked); `ranges=False` leaves min/max to ComfyUI."""
+    problems = []
+    for name, value in (("width", width), ("height", height)):
+        if value is None or (not ranges and not in_range(name, value)):
+            continue
+        if not in_range(name, value) or value % SIZE_MULTIPLE:
+            problems.append(f"{name}={value} must be a multiple of {SIZE_MULTIPLE} from {SIZE_MULTIPLE} to {MAX_SIDE}")
+    if num_frames is not None and (ranges or in_range("num_frames", num_frames)):
+        if not in_range("num_frames", num_frames) or (num_frames - 1) % FRAME_STEP:
+            below = max(MIN_FRAMES, (num_frames - 1) // FRAME_STEP * FRAME_STEP + 1)
+            problems.append(
+                f"num_frames={num_frames} must be {FRAME_STEP}k+1 between {MIN_FRAMES} and {MAX_FRAMES} "
+                f"(e.g. {below} or {below + FRAME_STEP}; ConsisID-preview was trained on 49)"
+            )
+    return problems
 
 
 def _supports(info: ModelInfo, width: int, height: int) -> bool:
@@ -25,36 +50,36 @@ def _supports(info: ModelInfo, width: int, height: int) -> bool:
 
 def _describe(name: str, info: ModelInfo) -> str:
     if info.learned_positions:
-        return f"{name}: {info.native_width}x{info.native_height} only (native {info.native_frames} frames)"
-    return f"{name}: any multiple of {info.size_multiple} (native {info.native_width}x{info.native_height}, " \
-           f"{info.native_frames} frames)"
+        return f"{name}: {info.native_width}x{info.native_height} only, native {info.native_frames} frames"
+    return f"{name}: any multiple of {info.size_multiple}, native {info.native_width}x{info.native_height}x" \
+           f"{info.native_frames}"
 
 
-def check(width, height, num_frames, infos: dict[str, ModelInfo] | None = None) -> str | None:
-    """None when acceptable, else a message saying what is wrong and which values work."""
-    problems = []
-    if width is not None and height is not None:
-        for name, value in (("width", width), ("height", height)):
-            if not SIZE_MULTIPLE <= value <= MAX_SIDE or value % SIZE_MULTIPLE:
-                problems.append(f"{name}={value} must be a multiple of {SIZE_MULTIPLE} from {SIZE_MULTIPLE} to {MAX_SIDE}")
-    if num_frames is not None:
-        if not MIN_FRAMES <= num_frames <= MAX_FRAMES or (num_frames - 1) % FRAME_STEP:
-            below = max(MIN_FRAMES, (num_frames - 1) // FRAME_STEP * FRAME_STEP + 1)
-            problems.append(
-                f"num_frames={num_frames} must be {FRAME_STEP}k+1 between {MIN_FRAMES} and {MAX_FRAMES} "
-                f"(e.g. {below} or {below + FRAME_STEP}; ConsisID-preview was trained on 49)"
-            )
+def support_problem(width: int, height: int, infos: dict[str, ModelInfo]) -> str | None:
+    """None when some installed checkpoint generates width x height, else a message naming only the wrong side(s)."""
+    if not infos or any(_supports(info, width, height) for info in infos.values()):
+        return None
+    fixes = []  # per native size: the values to change, fewest first
+    for w, h in sorted({(i.native_width, i.native_height) for i in infos.values()}):
+        fixes.append([(n, v) for n, v, own in (("width", w, width), ("height", h, height)) if v != own])
+    fixes.sort(key=len)
+    wrong = ", ".join(f"{n}={dict(width=width, height=height)[n]}" for n, _ in fixes[0])
+    hint = " (or " + "; ".join(", ".join(f"{n}={v}" for n, v in f) for f in fixes[1:]) + ")" if fixes[1:] else ""
+    return (
+        f"{wrong} is not supported by any installed ConsisID checkpoint ("
+        + "; ".join(_describe(n, i) for n, i in sorted(infos.items()))
+        + f"). Set {', '.join(f'{n}={v}' for n, v in fixes[0])}{hint}."
+    )
+
+
+def check(width, height, num_frames, infos: dict[str, ModelInfo] | None = None, *, ranges: bool = True) -> str | None:
+    """None when acceptable, else one message naming each wrong value and which values work.
+
+    `infos` are the checkpoints to check against (None: the installed ones; {}: none, structure only).
+    """
+    problems = value_problems(width, height, num_frames, ranges=ranges)
     if problems:
         return "; ".join(problems) + "."
-    infos = model_folders.installed_infos() if infos is None else infos
-    if width is None or height is None or not infos:
+    if width is None or height is None or not (in_range("width", width) and in_range("height", height)):
         return None
-    if any(_supports(info, width, height) for info in infos.values()):
-        return None
-    natives = sorted({(i.native_width, i.native_height) for i in infos.values() if i.learned_positions})
-    hint = " or ".join(f"width={w}, height={h}" for w, h in natives)
-    return (
-        f"{width}x{height} (width x height) is not supported by any installed ConsisID checkpoint: "
-        + "; ".join(_describe(n, i) for n, i in sorted(infos.items()))
-        + f". Set {hint}."
-    )
+    return support_problem(width, height, model_folders.installed_infos() if infos is None else infos)

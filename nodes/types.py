@@ -16,7 +16,10 @@ GLOBAL = "CONSISID_GLOBAL"  # GlobalFeatures
 LOCAL = "CONSISID_LOCAL"  # LocalFeatures
 TEXT = "CONSISID_TEXT"  # TextFeatures
 LATENTS = "CONSISID_LATENTS"  # Latents
-PACK_TYPES = (MODEL, FACE_MODELS, FACE, GLOBAL, LOCAL, TEXT, LATENTS)
+CACHE = "CONSISID_CACHE"  # consisid_core TeaCache
+EVAL_MODELS = "CONSISID_EVAL_MODELS"  # consisid_core.metrics EvalModels
+PARALLEL = "CONSISID_PARALLEL"  # nodes.parallel_node.ParallelWorkers
+PACK_TYPES = (MODEL, FACE_MODELS, FACE, GLOBAL, LOCAL, TEXT, LATENTS, CACHE, EVAL_MODELS, PARALLEL)
 
 
 @dataclass(frozen=True)

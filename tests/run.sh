@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run the test suite: create .venv when absent (CPU torch 2.13.0 if the venv has no torch),
-# install the pack's requirements and the test extras, then run pytest with any arguments given.
+# Run the test suite in its own environment: create .venv-test when absent (CPU torch 2.13.0 if it has no
+# torch), install the pack's requirements and the test extras, then run pytest with any arguments given.
+# The test extras pin opencv-python<5, so they never go into the .venv the README's main command made;
+# CONSISID_VENV=<folder> chooses another environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${CONSISID_VENV:-.venv}"
+VENV="${CONSISID_VENV:-.venv-test}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --upgrade pip >/dev/null

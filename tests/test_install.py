@@ -90,12 +90,14 @@ def test_the_repository_requirements_never_name_torch():
 class FakePip:
     """A pip stand-in with an installed-package table: dry runs write a report, installs/uninstalls update it."""
 
-    def __init__(self, installed: dict[str, str], upgrade_torch: bool = False, refuse: bool = False):
+    def __init__(self, installed: dict[str, str], upgrade_torch: bool = False, refuse: bool = False,
+                 refuse_with: str | None = None):
         self.installed = {install.canonical(k): v for k, v in installed.items()}
         self.commands: list[list[str]] = []
         self.constraints: list[str] = []
         self.upgrade_torch = upgrade_torch
         self.refuse = refuse
+        self.refuse_with = refuse_with  # the resolver fails whenever this package is part of the request
 
     def versions(self, names):
         return {name: self.installed.get(install.canonical(name)) for name in names}
@@ -129,7 +131,7 @@ class FakePip:
             elif not item.startswith("-"):
                 requirements.append(item)
             i += 1
-        if self.refuse:
+        if self.refuse or any(install.requirement_name(r) == self.refuse_with for r in requirements):
             return subprocess.CompletedProcess(args, 1, "", "ERROR: ResolutionImpossible: foo needs torch>=9")
         todo = []
         for requirement in requirements:
@@ -220,6 +222,37 @@ def test_a_resolver_conflict_stops_before_installing(tmp_path):
     with pytest.raises(install.InstallError, match="cannot be met without changing torch"):
         runner.run()
     assert _modifying(fake.commands) == []
+
+
+def test_a_failing_check_of_the_main_requirements_changes_nothing(tmp_path):
+    """insightface and the CPU onnxruntime removal used to happen before the main dry run: now nothing does."""
+    fake = FakePip({"torch": "2.14.1", "onnxruntime": "1.32.0"}, refuse_with="diffusers")
+    runner, _ = _installer(fake, True, tmp_path)
+    with pytest.raises(install.InstallError, match="nothing was installed"):
+        runner.run()
+    assert _modifying(fake.commands) == [] and fake.installed["onnxruntime"] == "1.32.0"
+    assert "insightface" not in fake.installed
+
+
+def test_symlinked_pack_checks_comfyuis_models_folder(tmp_path):
+    """`python install.py` run inside custom_nodes/<symlink to the pack> checks ComfyUI's models/, not the target's."""
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "custom_nodes").mkdir(parents=True)
+    (comfy / "models" / "consisid").mkdir(parents=True)
+    real = tmp_path / "elsewhere" / "ComfyUI-ConsisID"
+    real.mkdir(parents=True)
+    shutil.copy(os.path.join(REPO, "install.py"), real / "install.py")
+    shutil.copytree(os.path.join(REPO, "consisid_core"), real / "consisid_core", ignore=shutil.ignore_patterns("__pycache__"))
+    link = comfy / "custom_nodes" / "ComfyUI-ConsisID"
+    link.symlink_to(real, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_DIR"}
+    env["PWD"] = str(link)  # what a shell sets after `cd ComfyUI/custom_nodes/ComfyUI-ConsisID`
+    done = subprocess.run([sys.executable, "-c", "import install; install.print_model_check(None)"], cwd=link,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f"Model check of {comfy / 'models'} (the pack is in {comfy / 'custom_nodes'}"), first
+    assert str(comfy / "models" / "consisid") in done.stdout and str(real.parent / "models") not in done.stdout
 
 
 def test_install_refuses_a_plan_that_installs_torch(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +11,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN_IN_CORE = ("folder_paths", "comfy", "comfy_extras", "comfy_api", "server", "nodes", "execution")
 FORBIDDEN_AT_RUNTIME = ("torchvision", "facexlib", "timm", "consisid_eva_clip", "skimage")
+
+# Every node id the pack registers, in nodes/__init__.py's order. ADDING A NODE? Append its id here (and to
+# nodes/__init__.py's _NODES); the import test below fails on any node missing from or extra to this list.
+EXPECTED_NODE_IDS = (
+    "ConsisIDModelLoader",
+    "ConsisIDFaceModelsLoader",
+    "ConsisIDFaceCropAlign",
+    "ConsisIDLandmarkRenderer",
+    "ConsisIDGlobalExtractor",
+    "ConsisIDLocalExtractor",
+    "ConsisIDTextEncode",
+    "ConsisIDSampler",
+    "ConsisIDDecode",
+    "ConsisIDTeaCache",
+    "ConsisIDLoRA",
+    "ConsisIDEvalModelsLoader",
+    "ConsisIDIdentityScore",
+    "ConsisIDParallelWorkers",
+)
 
 
 def _imports(path: Path) -> set[str]:
@@ -61,11 +80,19 @@ assert isinstance(module.NODE_CLASS_MAPPINGS, dict) and isinstance(module.NODE_D
 assert module.WEB_DIRECTORY == "./web"
 import consisid_core
 assert consisid_core.__file__.startswith({str(REPO)!r})
-print("mappings", len(module.NODE_CLASS_MAPPINGS))
+import json
+print(json.dumps([list(module.NODE_CLASS_MAPPINGS), list(module.NODE_DISPLAY_NAME_MAPPINGS)]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr
     assert "could not be loaded" not in result.stderr, result.stderr
+    ids, named = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(ids) == sorted(EXPECTED_NODE_IDS), (
+        f"{len(ids)} nodes registered, {len(EXPECTED_NODE_IDS)} expected: a node was lost or added without "
+        "updating EXPECTED_NODE_IDS in tests/test_pack_import.py"
+    )
+    assert len(ids) == len(EXPECTED_NODE_IDS) and sorted(named) == sorted(ids)
+    assert all(node_id.startswith("ConsisID") for node_id in ids), ids
 
 
 def test_core_import_is_light():

@@ -105,3 +105,29 @@ def test_route_with_nothing_installed_lists_where_files_go(comfy):
     assert status == 200 and data["ok"] is False
     (model,) = data["models"]
     assert model["exists"] is False and model["path"] == os.path.join(comfy.models_dir, "consisid", "ConsisID-preview")
+
+
+def test_route_labels_are_the_words_of_the_cli_table(comfy):
+    """The badge popup shows `label`: the same word `check-models` prints for that file (WRONG SIZE, not size_mismatch)."""
+    pytest.importorskip("aiohttp", reason="aiohttp (part of every ComfyUI install) is needed to serve the route")
+    from consisid_core import catalog, model_status
+    from test_model_status import write_sized
+
+    folder = os.path.join(comfy.models_dir, "consisid", "ConsisID-preview")
+    build_model(folder)
+    write_sized(os.path.join(folder, "face_encoder", catalog.RETINAFACE_FILE), 120_000_000)
+    os.remove(os.path.join(folder, "face_encoder", catalog.BISENET_FILE))
+    module = _load_routes_module()
+    module._registered = False
+    assert module.register_routes()
+    status, data = _serve_and_get(sys.modules["server"].PromptServer.instance.routes, module.ROUTE)
+    (model,) = data["models"]
+    problems = {f["path"]: f for f in model["files"] if f["problem"]}
+    assert {p: (f["status"], f["label"]) for p, f in problems.items()} == {
+        f"face_encoder/{catalog.RETINAFACE_FILE}": (model_status.SIZE_MISMATCH, "WRONG SIZE"),
+        f"face_encoder/{catalog.BISENET_FILE}": (model_status.MISSING, "MISSING"),
+    }
+    table = model_status.format_folder(model_status.check_model_folder(folder))
+    for path, entry in problems.items():
+        (line,) = [line for line in table.splitlines() if f" {path} " in line]
+        assert line.strip().startswith(entry["label"] + " "), line

@@ -101,12 +101,21 @@ console.log(JSON.stringify(result));
 """
 
 
-def _route_data(face_problems: int) -> dict:
+def _route_data(face_problems: int, statuses: tuple = ()) -> dict:
+    """A GET /consisid/models body: `face_problems` missing face_encoder files, then one file per extra status."""
+    from consisid_core.model_status import LABELS
+
     files = [{"path": "transformer/config.json", "component": "transformer", "status": "found", "problem": False,
               "target": "/m/ConsisID-preview/transformer/config.json", "source": {}}]
     for i in range(face_problems):
         files.append({"path": f"face_encoder/f{i}", "component": "face_encoder", "status": "missing", "problem": True,
                       "target": f"/m/ConsisID-preview/face_encoder/f{i}", "source": {"download_url": "https://x"}})
+    for status in statuses:
+        files.append({"path": f"face_encoder/{status}.pth", "component": "face_encoder", "status": status,
+                      "problem": True, "message": f"why {status}", "target": f"/m/ConsisID-preview/face_encoder/{status}.pth",
+                      "source": {"download_url": "https://x"}})
+    for entry in files:
+        entry["label"] = LABELS[entry["status"]]  # as FolderStatus.to_dict() sends it
     return {"ok": face_problems == 0, "consisid_dirs": ["/m"], "models": [{
         "name": "ConsisID-preview", "path": "/m/ConsisID-preview", "exists": True, "ok": face_problems == 0,
         "problems": face_problems, "native": {"width": 720, "height": 480, "num_frames": 49}, "files": files}]}
@@ -146,6 +155,21 @@ def test_badges_from_the_route():
     assert result["otherPatched"] is False, "other node types are left alone"
     assert result["clickOutside"] is None and result["clickInside"] is True
     assert "/m/ConsisID-preview/face_encoder/f0" in result["popup"] and "/m/ConsisID-preview/face_encoder/f1" in result["popup"]
+
+
+def test_popup_uses_the_cli_words_for_each_status():
+    """The popup says WRONG SIZE / TRUNCATED / NESTED / MISSING like `check-models`, never the internal status."""
+    from consisid_core import model_status
+
+    statuses = (model_status.SIZE_MISMATCH, model_status.TRUNCATED, model_status.NESTED)
+    result = _run_node(_route_data(1, statuses))
+    assert result["face"]["badge"] == "4 file problems"
+    popup = result["popup"]
+    for status in statuses:
+        assert f"{model_status.LABELS[status]}: why {status}" in popup
+        assert f">{status}" not in popup, f"internal status {status!r} shown"
+    assert ">MISSING<" in popup and ">missing" not in popup
+    assert "WRONG SIZE: why size_mismatch" in popup
 
 
 @pytest.mark.parametrize("mode", ["throw", "404"])
@@ -228,9 +252,9 @@ def test_badge_in_a_real_comfyui_canvas(tmp_path):
     if browser is None:
         pytest.skip("no headless Chromium (apt-get install chromium)")
     # the core-video variant needs no VideoHelperSuite, so no missing-node dialog covers the canvas
-    workflow_path = os.path.join(REPO, "workflows", "consisid_core_video.json")
-    if not os.path.isfile(workflow_path):
-        pytest.skip("workflows/consisid_core_video.json does not exist yet")
+    from support.workflows import CORE_VIDEO_UI, UI_DIR
+
+    workflow_path = str(UI_DIR / CORE_VIDEO_UI)
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     link = os.path.join(comfy_dir, "custom_nodes", "ComfyUI-ConsisID")
     if not os.path.exists(link):

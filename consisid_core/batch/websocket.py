@@ -39,6 +39,7 @@ class WebSocket:
             raw = ssl.create_default_context().wrap_socket(raw, server_hostname=parts.hostname)
         self._sock = raw
         self._buffer = b""
+        self._partial: tuple[list[bytes], int | None] = ([], None)
         self.closed = False
         self._handshake(parts.hostname, port, path)
 
@@ -77,12 +78,6 @@ class WebSocket:
             raise WebSocketError("websocket closed by the server")
         self._buffer += chunk
 
-    def _read(self, count: int) -> bytes:
-        while len(self._buffer) < count:
-            self._fill()
-        data, self._buffer = self._buffer[:count], self._buffer[count:]
-        return data
-
     def _send_frame(self, opcode: int, payload: bytes) -> None:
         header = bytes([0x80 | opcode])
         length = len(payload)
@@ -96,19 +91,38 @@ class WebSocket:
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         self._sock.sendall(header + mask + masked)
 
-    def _read_frame(self) -> tuple[bool, int, bytes]:
-        first, second = self._read(2)
-        fin, opcode = bool(first & 0x80), first & 0x0F
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack(">H", self._read(2))
-        elif length == 127:
-            (length,) = struct.unpack(">Q", self._read(8))
-        mask = self._read(4) if second & 0x80 else None
-        payload = self._read(length)
+    def _frame_in_buffer(self) -> tuple[bool, int, bytes] | None:
+        """Take one whole frame off the buffer, or None (buffer untouched) while part of it has not arrived."""
+        buffer = self._buffer
+        if len(buffer) < 2:
+            return None
+        first, second = buffer[0], buffer[1]
+        length, offset = second & 0x7F, 2
+        if length in (126, 127):
+            size = 2 if length == 126 else 8
+            if len(buffer) < offset + size:
+                return None
+            (length,) = struct.unpack(">H" if size == 2 else ">Q", buffer[offset : offset + size])
+            offset += size
+        mask = None
+        if second & 0x80:
+            if len(buffer) < offset + 4:
+                return None
+            mask, offset = buffer[offset : offset + 4], offset + 4
+        if len(buffer) < offset + length:
+            return None
+        payload, self._buffer = buffer[offset : offset + length], buffer[offset + length :]
         if mask:
             payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        return fin, opcode, payload
+        return bool(first & 0x80), first & 0x0F, payload
+
+    def _read_frame(self) -> tuple[bool, int, bytes]:
+        """The next frame; a timeout while it arrives leaves the partial frame buffered for the next call."""
+        while True:
+            frame = self._frame_in_buffer()
+            if frame is not None:
+                return frame
+            self._fill()
 
     # -------------------------------------------------------------- public api
 
@@ -122,8 +136,7 @@ class WebSocket:
 
     def recv(self) -> str | bytes:
         """The next whole message; answers pings; raises WebSocketError when the connection closes."""
-        parts: list[bytes] = []
-        message_opcode = None
+        parts, message_opcode = self._partial  # fragments kept across a timeout
         while True:
             fin, opcode, payload = self._read_frame()
             if opcode == OP_PING:
@@ -139,9 +152,11 @@ class WebSocket:
                     pass
                 raise WebSocketError("websocket closed by the server")
             if opcode != OP_CONT:
-                message_opcode = opcode
+                parts, message_opcode = [], opcode
+                self._partial = (parts, message_opcode)
             parts.append(payload)
             if fin:
+                self._partial = ([], None)
                 data = b"".join(parts)
                 return data.decode() if message_opcode == OP_TEXT else data
 

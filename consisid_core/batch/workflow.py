@@ -7,23 +7,13 @@ import json
 import os
 import re
 
+from .. import node_ids
 from ..errors import ConsisIDError
 
-LOAD_IMAGE = "LoadImage"
-TEXT_ENCODE = "ConsisIDTextEncode"
-SAMPLER = "ConsisIDSampler"
+LOAD_IMAGE = "LoadImage"  # ComfyUI's core node
+TEXT_ENCODE = node_ids.TEXT_ENCODE
+SAMPLER = node_ids.SAMPLER
 DEFAULT_FACE_NAME = "consisid_face.png"
-# Where a bare override key (`steps`, `cfg`, `face_scale`...) is looked for, in this order.
-SHORT_KEY_CLASSES = (
-    SAMPLER,
-    TEXT_ENCODE,
-    "ConsisIDDecode",
-    "ConsisIDLocalExtractor",
-    "ConsisIDGlobalExtractor",
-    "ConsisIDFaceCropAlign",
-    "ConsisIDModelLoader",
-    "ConsisIDFaceModelsLoader",
-)
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".webp", ".apng")
 
 
@@ -117,7 +107,8 @@ def resolve_override(workflow: dict, key: str) -> list[tuple[str, str]]:
             inputs = ", ".join(sorted(workflow[missing[0]].get("inputs", {})))
             raise WorkflowError(f"override '{key}': {_describe(workflow, missing[0])} has no input '{name}' (inputs: {inputs})")
         return [(i, name) for i in ids]
-    classes = list(SHORT_KEY_CLASSES) + sorted({n["class_type"] for n in workflow.values()} - set(SHORT_KEY_CLASSES))
+    order = node_ids.OVERRIDE_SEARCH_ORDER  # read at call time: other modules may extend it
+    classes = list(order) + sorted({n["class_type"] for n in workflow.values()} - set(order))
     for class_type in classes:
         ids = [i for i in nodes_of(workflow, class_type) if key in workflow[i].get("inputs", {})]
         if ids:

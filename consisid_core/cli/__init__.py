@@ -14,12 +14,22 @@ COMMANDS = {
     "generate": ("generate", "make a video from a face photo and a prompt"),
     "check-models": ("check_models", "list the weight files the pack needs, found or missing"),
     "batch": ("batch", "run many faces x prompts through a ComfyUI server (API mode)"),
+    "evaluate": ("evaluate", "identity scores of videos vs face photos (FaceSim-Arc/Cur, CLIPScore, FID, motion)"),
+    "prepare-data": ("prepare_data", "turn a folder of clips of one person into a training dataset"),
+    "train": ("train", "fine-tune ConsisID on a prepared dataset (LoRA or full)"),
 }
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (not the whole usage block) and exits with 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """Top-level parser; only the chosen sub-command's module is imported (one broken command can't break all)."""
-    parser = argparse.ArgumentParser(prog="python -m consisid_core", description="ConsisID identity-preserving text-to-video")
+    parser = _OneLineParser(prog="python -m consisid_core", description="ConsisID identity-preserving text-to-video")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)

@@ -6,6 +6,8 @@ import argparse
 import os
 
 from ..batch import BatchOptions, load_jobs, load_workflow, run_batch
+from ..batch.parallel import parse_layout, with_parallel_workers
+from ..batch.scheduler import check_options
 from ..model_status import PACK_DIR
 
 DEFAULT_WORKFLOW = os.path.join(PACK_DIR, "workflows", "api", "consisid_basic_api.json")
@@ -18,27 +20,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", required=True, help="CSV with columns face,prompt[,negative_prompt,seed,job,<overrides>...]")
     parser.add_argument("--out", required=True, help="output folder: videos and results.jsonl")
     parser.add_argument("--workflow", default=DEFAULT_WORKFLOW, help="API-format workflow (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one job may take (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one job may take, above 0 (default %(default)s)")
     parser.add_argument("--retry-failed", action="store_true", help="run again the jobs that failed in an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    parser.add_argument("--parallel", default=None, metavar="LAYOUT",
+                        help="each server renders on a group of GPUs: cfg, ulysses=K, ring=R comma-separated "
+                             "(e.g. cfg or cfg,ulysses=2); adds a ConsisID Parallel Workers node to the workflow")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the batch; exit code 0 when every job has a video, 1 when some failed."""
     servers = [s.strip() for s in (args.servers or args.server).split(",") if s.strip()]
-    jobs = load_jobs(args.jobs)
     options = BatchOptions(
         servers=servers,
-        workflow=load_workflow(args.workflow),
+        workflow={},
         out_dir=os.path.abspath(args.out),
         timeout=args.timeout,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
     )
+    check_options(options)  # servers, timeout, --out: before reading anything else
+    layout = parse_layout(args.parallel) if args.parallel else None  # a bad layout is refused before any work
+    options.workflow = load_workflow(args.workflow)
+    if layout is not None:
+        options.workflow = with_parallel_workers(options.workflow, layout)
+    jobs = load_jobs(args.jobs)
     summary = run_batch(jobs, options)
     print(
         f"{summary.ok} ok, {summary.failed} failed, {summary.errors} errors, "
-        f"{summary.skipped} skipped (done earlier, {summary.earlier_failures} of them failed); "
+        f"{summary.skipped} skipped (done earlier, {summary.earlier_failures} of them failed), "
+        f"{summary.rerendered} rendered again (settings changed); "
         f"results in {summary.results_path}"
     )
     return 0 if summary.failed == 0 and summary.errors == 0 and summary.earlier_failures == 0 else 1

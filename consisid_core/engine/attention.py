@@ -19,11 +19,31 @@ SDPA_KERNELS = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_efficient": "EFFICIENT_AT
 OPTIONAL_BACKENDS = {"sageattention": "sageattention", "flash_attn": "flash_attn"}
 
 
+KNOWN_BACKENDS = ("sdpa", *SDPA_KERNELS, *OPTIONAL_BACKENDS)
+_IMPORT_ERRORS: dict[str, str | None] = {}
+
+
+def backend_import_error(name: str) -> str | None:
+    """Why an optional backend cannot be imported (not installed, or a wheel built for another torch), or None."""
+    module = OPTIONAL_BACKENDS.get(name)
+    if module is None:
+        return None
+    if name not in _IMPORT_ERRORS:
+        if importlib.util.find_spec(module) is None:
+            _IMPORT_ERRORS[name] = f"the {module} package is not installed"
+        else:
+            try:
+                importlib.import_module(module)
+                _IMPORT_ERRORS[name] = None
+            except Exception as exc:  # a wheel for another torch/CUDA fails with OSError/ImportError/RuntimeError
+                first_line = (str(exc).splitlines() or [""])[0][:160]
+                _IMPORT_ERRORS[name] = f"importing {module} failed: {type(exc).__name__}: {first_line}"
+    return _IMPORT_ERRORS[name]
+
+
 def available_backends() -> list[str]:
-    """Backends usable in this environment, default first."""
-    names = ["sdpa", *SDPA_KERNELS]
-    names += [name for name, module in OPTIONAL_BACKENDS.items() if importlib.util.find_spec(module) is not None]
-    return names
+    """Backends usable in this environment (optional ones only when they import), default first."""
+    return [name for name in KNOWN_BACKENDS if backend_import_error(name) is None]
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -43,6 +63,33 @@ def _flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 ATTENTION_FUNCTIONS: dict[str, Callable] = {"sdpa_processor": _sdpa, "sageattention": _sage, "flash_attn": _flash}
+_KERNEL_ERRORS: dict[tuple, str | None] = {}
+
+
+def _probe_inputs(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.zeros(1, 2, 16, 64, device=device, dtype=dtype) for _ in range(3))
+
+
+def backend_kernel_error(name: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """Run backend `name` once on tiny inputs on `device` (cached): why its kernel fails here, or None.
+
+    Catches what importing cannot: a wheel or kernel built for another GPU architecture or CUDA version.
+    """
+    key = (name, str(device), dtype)
+    if key not in _KERNEL_ERRORS:
+        try:
+            q, k, v = _probe_inputs(device, dtype)
+            if name in SDPA_KERNELS:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+
+                with sdpa_kernel(getattr(SDPBackend, SDPA_KERNELS[name])):
+                    _sdpa(q, k, v)
+            elif name in ATTENTION_FUNCTIONS:
+                ATTENTION_FUNCTIONS[name](q, k, v)
+            _KERNEL_ERRORS[key] = None
+        except Exception as exc:  # RuntimeError from CUDA, or anything a broken extension raises
+            _KERNEL_ERRORS[key] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+    return _KERNEL_ERRORS[key]
 
 
 class JointAttentionProcessor:

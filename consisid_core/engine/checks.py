@@ -6,7 +6,7 @@ from ..errors import UnsupportedInputError
 from ..notices import warn
 from .info import ModelInfo
 
-MIN_FRAMES = 9
+MAX_LENGTH_FACTOR = 4  # frame counts up to this many times the trained length (193 for a 49-frame checkpoint)
 
 
 def supported_sizes_text(info: ModelInfo) -> str:
@@ -33,28 +33,46 @@ def check_size(info: ModelInfo, height: int, width: int) -> None:
 
 def is_valid_frame_count(info: ModelInfo, num_frames: int) -> bool:
     """True when decoding gives exactly `num_frames` frames (8k+1 for a 4x temporal VAE)."""
-    step = 2 * info.vae_temporal
-    return num_frames >= MIN_FRAMES and (num_frames - 1) % step == 0
+    step = info.frame_step
+    return num_frames >= info.min_frames and (num_frames - 1) % step == 0
 
 
 def snap_frames(info: ModelInfo, num_frames: int) -> int:
     """The nearest frame count for which the decoded video has exactly that many frames."""
-    step = 2 * info.vae_temporal
+    step = info.frame_step
     k = max(1, round((num_frames - 1) / step))
     return k * step + 1
 
 
-def resolve_frames(info: ModelInfo, num_frames: int, policy: str = "snap") -> int:
-    """Return a usable frame count: snapped with a warning (policy 'snap') or refused ('error')."""
+def frame_range(info: ModelInfo) -> tuple[int, int]:
+    """Smallest and largest frame count worth running on this checkpoint (both decode exactly)."""
+    step = info.frame_step
+    longest = max(info.native_frames, info.min_frames) - 1
+    return info.min_frames, (longest * MAX_LENGTH_FACTOR) // step * step + 1
+
+
+def check_frame_range(info: ModelInfo, num_frames: int) -> None:
+    """Refuse frame counts far from what the checkpoint supports (zero, negative, thousands) instead of snapping."""
+    low, high = frame_range(info)
+    if not low <= num_frames <= high:
+        raise UnsupportedInputError(
+            f"num_frames={num_frames} is outside what this checkpoint supports: use {info.frame_step}k+1 "
+            f"frames from {low} to {high} (native {info.native_frames})."
+        )
+
+
+def resolve_frames(info: ModelInfo, num_frames: int, *, snap: bool = True) -> int:
+    """Return a usable frame count: snapped with a warning (`snap`) or refused; far-off counts are always refused."""
     if not isinstance(num_frames, int) or isinstance(num_frames, bool):
         raise UnsupportedInputError(f"num_frames must be an integer; got {num_frames!r}.")
+    check_frame_range(info, num_frames)
     if not is_valid_frame_count(info, num_frames):
         nearest = snap_frames(info, num_frames)
         message = (
             f"num_frames={num_frames} would not decode to exactly that many frames; "
-            f"use {2 * info.vae_temporal}k+1 frames (e.g. {nearest}, native {info.native_frames})."
+            f"use {info.frame_step}k+1 frames (e.g. {nearest}, native {info.native_frames})."
         )
-        if policy == "error":
+        if not snap:
             raise UnsupportedInputError(message)
         warn(message + f" Using {nearest}.")
         num_frames = nearest

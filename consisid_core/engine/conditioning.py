@@ -10,34 +10,18 @@ from ..errors import UnsupportedInputError
 
 
 def to_pil_rgb(image) -> Image.Image:
-    """Accept PIL, HxWx3 uint8 arrays or HxWx3 / 1xHxWx3 tensors (float in [0,1] or uint8) as an RGB PIL image."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
-    if isinstance(image, torch.Tensor):
-        tensor = image.detach().cpu()
-        if tensor.ndim == 4 and tensor.shape[0] == 1:
-            tensor = tensor[0]
-        if tensor.ndim != 3 or tensor.shape[-1] not in (1, 3, 4):
-            raise UnsupportedInputError(f"face image tensor must be HxWx3; got shape {tuple(image.shape)}")
-        if tensor.dtype.is_floating_point:
-            tensor = (tensor.float().clamp(0, 1) * 255).round().to(torch.uint8)
-        image = tensor.numpy()
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.ndim == 4 and array.shape[0] == 1:
-            array = array[0]
-        if array.ndim == 2:
-            array = np.repeat(array[..., None], 3, axis=-1)
-        if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-            raise UnsupportedInputError(f"face image array must be HxWx3; got shape {array.shape}")
-        if array.shape[-1] == 1:
-            array = np.repeat(array, 3, axis=-1)
-        if array.dtype != np.uint8:
-            if np.issubdtype(array.dtype, np.floating):
-                array = (np.clip(array, 0, 1) * 255).round()
-            array = np.clip(array, 0, 255).astype(np.uint8)
-        return Image.fromarray(np.ascontiguousarray(array[..., :3]), "RGB")
-    raise UnsupportedInputError(f"face image must be a PIL image, array or tensor; got {type(image).__name__}")
+    """Any face image the face pipeline accepts (PIL, path, HxWxC array, ComfyUI IMAGE tensor) as RGB PIL.
+
+    The one normaliser of the package (consisid_core.face.image_input): alpha composited on white, integer
+    and float ranges detected the same way as for identity extraction.
+    """
+    from ..face.errors import InvalidImageError
+    from ..face.image_input import load_rgb
+
+    try:
+        return Image.fromarray(load_rgb(image), "RGB")
+    except InvalidImageError as exc:
+        raise UnsupportedInputError(f"face image must be a readable photo, array or tensor: {exc}") from exc
 
 
 def preprocess(processor, image: Image.Image, height: int, width: int) -> torch.Tensor:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from .transformer_forward import transformer_forward
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..parallel import ParallelPlan
+    from .teacache import TeaCache
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
@@ -33,19 +37,25 @@ def denoise_loop(
     dynamic_cfg: bool,
     generator: torch.Generator | None,
     callback: StepCallback | None = None,
+    cache: "TeaCache | None" = None,
+    parallel: "ParallelPlan | None" = None,
 ) -> torch.Tensor:
-    """Run all steps; `prompt_embeds` holds [negative; positive] when CFG is on (guidance_scale > 1)."""
+    """Run all steps; `prompt_embeds` holds [negative; positive] when CFG is on (guidance_scale > 1).
+
+    `cache` (a TeaCache) may skip the block loop of some steps; its `stats` tell which after the run."""
     do_cfg = guidance_scale > 1.0
     timesteps = scheduler.timesteps
     timesteps_cpu = timesteps.cpu()
     cond_input = torch.cat([image_latents] * 2) if do_cfg else image_latents
     old_x0 = None
+    run = cache.start(len(timesteps)) if cache is not None else None  # this generation's own cache state
     for i, t in enumerate(timesteps):
         model_input = torch.cat([latents] * 2) if do_cfg else latents
         model_input = scheduler.scale_model_input(model_input, t)
         model_input = torch.cat([model_input, cond_input], dim=2)
         noise_pred = transformer_forward(
-            transformer, model_input, prompt_embeds, t.expand(model_input.shape[0]), rotary, tokens, face_scale
+            transformer, model_input, prompt_embeds, t.expand(model_input.shape[0]), rotary, tokens, face_scale, run,
+            parallel,
         ).float()
         if do_cfg:
             weight = guidance_at(guidance_scale, dynamic_cfg, steps, timesteps_cpu[i].item())

@@ -6,14 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import model_folder
 from ..catalog import HF_REPO, HF_URL
 from ..errors import ModelFilesError
-
-WEIGHT_NAMES = {
-    "transformer": ("diffusion_pytorch_model", "transformer"),
-    "vae": ("diffusion_pytorch_model", "vae"),
-    "text_encoder": ("model", "text_encoder"),
-}
 
 
 @dataclass(frozen=True)
@@ -51,28 +46,26 @@ def _read_json(path: Path, what: str) -> dict:
         raise ModelFilesError(f"{what} {path} is unreadable or not JSON ({exc}); re-download it from {HF_URL}") from exc
 
 
-def find_weights(folder: Path, stem: str, rel: str) -> tuple[Path, ...]:
-    """Weight files of a component folder: a single file, or the shards listed by an index json."""
-    for suffix in (".safetensors", ".bin"):
-        index = folder / f"{stem}{suffix}.index.json"
-        if index.is_file():
-            names = sorted(set(_read_json(index, "weight index").get("weight_map", {}).values()))
-            if not names:
-                raise ModelFilesError(f"weight index {index} lists no shard files; re-download it from {_source(rel)}")
-            shards = [folder / name for name in names]
-            absent = [str(s) for s in shards if not s.is_file()]
-            if absent:
-                raise ModelFilesError(
-                    f"{len(absent)} of {len(shards)} weight shards listed in {index.name} are missing: "
-                    + ", ".join(absent) + f" (get them from {_source(rel)})"
-                )
-            return tuple(shards)
-        single = folder / f"{stem}{suffix}"
-        if single.is_file():
-            return (single,)
+def find_weights(root: Path, component: str) -> tuple[Path, ...]:
+    """Weight files of a component: a single file, or every shard its index json lists (all must exist)."""
+    found = model_folder.weight_files(root, component)
+    if found.index is not None:
+        if found.shards is None:
+            _read_json(found.index, "weight index")  # unreadable JSON gets its own message
+            raise ModelFilesError(f"weight index {found.index} lists no shard files; re-download it from {_source(component)}")
+        absent = [str(s) for s in found.shards if not s.is_file()]
+        if absent:
+            raise ModelFilesError(
+                f"{len(absent)} of {len(found.shards)} weight shards listed in {found.index.name} are missing: "
+                + ", ".join(absent) + f" (get them from {_source(component)})"
+            )
+        return found.shards
+    if found.single is not None:
+        return (found.single,)
+    stem = model_folder.weight_stem(component)
     raise ModelFilesError(
-        f"no weights in {folder}: expected {stem}.safetensors (or sharded {stem}-0000N-of-0000M.safetensors with "
-        f"{stem}.safetensors.index.json); get them from {_source(rel)}"
+        f"no weights in {found.folder}: expected {stem}.safetensors (or sharded {stem}-0000N-of-0000M.safetensors with "
+        f"{stem}.safetensors.index.json); get them from {_source(component)}"
     )
 
 
@@ -83,9 +76,8 @@ def component_files(root: Path, name: str) -> ComponentFiles:
         raise _missing(folder, f"{name} folder", name)
     config = folder / "config.json"
     if not config.is_file():
-        raise _missing(config, f"{name} config", f"{name}")
-    stem, rel = WEIGHT_NAMES[name]
-    return ComponentFiles(config=config, weights=find_weights(folder, stem, rel))
+        raise _missing(config, f"{name} config", name)
+    return ComponentFiles(config=config, weights=find_weights(root, name))
 
 
 def tokenizer_folder(root: Path) -> Path:
@@ -93,9 +85,10 @@ def tokenizer_folder(root: Path) -> Path:
     folder = root / "tokenizer"
     if not folder.is_dir():
         raise _missing(folder, "tokenizer folder", "tokenizer")
-    if not ((folder / "spiece.model").is_file() or (folder / "tokenizer.json").is_file()):
+    if model_folder.tokenizer_vocab(root) is None:
         raise ModelFilesError(
-            f"tokenizer folder {folder} has neither spiece.model nor tokenizer.json; get them from {_source('tokenizer')}"
+            f"tokenizer folder {folder} has neither {' nor '.join(model_folder.TOKENIZER_VOCAB)}; "
+            f"get them from {_source('tokenizer')}"
         )
     return folder
 
@@ -110,12 +103,12 @@ def resolve_model_folder(path: str | Path) -> ModelFiles:
         )
     if not root.is_dir():
         raise ModelFilesError(f"{root} is not a folder; give the ConsisID model folder (the one holding model_index.json)")
-    if not (root / "model_index.json").is_file():
+    if not (root / model_folder.MODEL_INDEX).is_file():
         raise ModelFilesError(
-            f"{root} is not a ConsisID model folder: model_index.json is missing (expected the layout of {HF_REPO}: "
-            f"model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/; see {HF_URL})"
+            f"{root} is not a complete ConsisID model folder: model_index.json is missing (expected the layout of "
+            f"{HF_REPO}: model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/; see {HF_URL})"
         )
-    scheduler = root / "scheduler" / "scheduler_config.json"
+    scheduler = root / model_folder.SCHEDULER_CONFIG
     if not scheduler.is_file():
         raise _missing(scheduler, "scheduler config", "scheduler")
     return ModelFiles(
@@ -140,7 +133,7 @@ def resolve_single_file(path: str | Path, components_dir: str | Path | None = No
     if file.suffix != ".safetensors":
         raise ModelFilesError(f"{file} is not a .safetensors file; single-file transformers must be safetensors")
     if components_dir is None:
-        components_dir = next((p for p in file.parents if (p / "model_index.json").is_file()), None)
+        components_dir = next((p for p in file.parents if (p / model_folder.MODEL_INDEX).is_file()), None)
         if components_dir is None:
             raise ModelFilesError(
                 f"cannot find the VAE, T5 and scheduler for {file.name}: put the file inside a ConsisID model folder "

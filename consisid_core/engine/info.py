@@ -52,6 +52,16 @@ class ModelInfo:
         """Pixel sizes must be multiples of this (VAE downsampling x transformer patch)."""
         return self.vae_spatial * self.patch_size
 
+    @property
+    def frame_step(self) -> int:
+        """Frame counts decode to exactly that many frames when they are frame_step * k + 1."""
+        return 2 * self.vae_temporal
+
+    @property
+    def min_frames(self) -> int:
+        """The shortest frame count worth generating (one step above a single frame)."""
+        return self.frame_step + 1
+
     def latent_frames(self, num_frames: int) -> int:
         """Latent frame count the reference uses for `num_frames` video frames."""
         return (num_frames - 1) // self.vae_temporal + 1

@@ -8,33 +8,15 @@ from pathlib import Path
 import torch
 
 from ..catalog import HF_URL
-from ..errors import ModelFilesError, UnsupportedInputError
-from .attention import available_backends
+from ..errors import ModelFilesError
+from ..runtime import DTYPES, RuntimeSetting, resolve_runtime  # noqa: F401  (DTYPES: old import path)
 from .engine import ConsisIDEngine
 from .files import ModelFiles, read_config, resolve_model_folder, resolve_single_file
 from .info import ModelInfo
-from .offload import MEMORY_MODES, Placement
-from .weights import build_model, read_state_dict
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-def _as_dtype(dtype) -> torch.dtype:
-    if dtype is None:
-        return torch.bfloat16
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if isinstance(dtype, str) and dtype in DTYPES:
-        return DTYPES[dtype]
-    raise UnsupportedInputError(f"dtype must be one of {list(DTYPES)} or a torch dtype; got {dtype!r}")
-
-
-def _as_device(device) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UnsupportedInputError("device 'cuda' was requested but torch sees no CUDA GPU; use device='cpu'")
-    return device
-
+from .offload import Placement
+from .compile_blocks import compile_blocks
+from .fp8 import apply_weight_dtype
+from .weights import build_model
 
 def _load_text_encoder(files: ModelFiles, dtype: torch.dtype):
     from transformers import T5EncoderModel
@@ -83,29 +65,30 @@ def _load_scheduler(files: ModelFiles):
 
 def load_engine(
     path: str | Path,
-    device="cuda",
-    dtype=torch.bfloat16,
+    device="auto",
+    dtype="auto",
     memory_mode: str = "none",
     components_dir: str | Path | None = None,
     attention: str = "sdpa",
-    generator_device: str = "cpu",
+    noise_device: str = "cpu",
+    runtime: RuntimeSetting | None = None,
+    managed: bool = False,
+    weight_dtype: str = "default",
+    compile: str = "off",
 ) -> ConsisIDEngine:
     """Load transformer, VAE, T5, tokenizer and scheduler; never touches the network.
 
+    Device, dtype, attention, memory mode and noise device come from `runtime` (see consisid_core.runtime),
+    or are resolved from the keyword arguments; a combination that cannot run is refused before loading.
     `path` is a model folder in the BestWishYsh/ConsisID-preview layout, or a transformer `.safetensors`
     file (diffusers key names) whose config sits beside it or in the model folder (`components_dir`,
     else the folder above the file holding model_index.json).
+    `managed`: a memory manager (ComfyUI) moves the models; see `Placement`.
     """
-    if memory_mode not in MEMORY_MODES:
-        raise UnsupportedInputError(f"memory_mode must be one of {MEMORY_MODES}; got {memory_mode!r}")
-    if attention not in available_backends():
-        raise UnsupportedInputError(
-            f"attention must be one of {available_backends()} (optional ones appear when installed); got {attention!r}"
-        )
-    if generator_device not in ("cpu", "device"):
-        raise UnsupportedInputError("generator_device must be 'cpu' or 'device'")
-    dtype = _as_dtype(dtype)
-    device = _as_device(device)
+    if runtime is None:  # checked here, before any file is read or model built
+        runtime = resolve_runtime(device=device, dtype=dtype, noise_device=noise_device, attention=attention,
+                                  memory_mode=memory_mode, weight_dtype=weight_dtype, compile=compile)
+    dtype, device = runtime.dtype, runtime.device
     path = Path(path).expanduser()
     files = resolve_single_file(path, components_dir) if path.is_file() else resolve_model_folder(path)
 
@@ -114,26 +97,23 @@ def load_engine(
     t_config = read_config(files.transformer.config)
     v_config = read_config(files.vae.config)
     source = f"{HF_URL}/tree/main/transformer"
-    transformer = build_model(
-        ConsisIDTransformer3DModel, t_config, read_state_dict(files.transformer.weights, source), dtype,
-        "transformer", source,
-    )
+    transformer = build_model(ConsisIDTransformer3DModel, t_config, files.transformer.weights, dtype, "transformer", source)
     if not getattr(transformer, "is_train_face", False):
         raise ModelFilesError(
             f"{files.transformer.config} has is_train_face=false: this transformer has no face modules, "
             "so it is not a ConsisID checkpoint"
         )
+    compile_blocks(apply_weight_dtype(transformer, runtime.weight_dtype), runtime.compile)  # fp8 storage, compile
     vae_source = f"{HF_URL}/tree/main/vae"
-    vae = build_model(AutoencoderKLCogVideoX, v_config, read_state_dict(files.vae.weights, vae_source), dtype, "VAE",
-                      vae_source)
+    vae = build_model(AutoencoderKLCogVideoX, v_config, files.vae.weights, dtype, "VAE", vae_source)
     text_encoder = _load_text_encoder(files, dtype)
     tokenizer = _load_tokenizer(files)
     scheduler = _load_scheduler(files)
 
-    placement = Placement(device, memory_mode)
+    placement = Placement(device, runtime.memory_mode, managed=managed)
     placement.install(text_encoder, transformer, vae)
     return ConsisIDEngine(
         transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
         info=ModelInfo.from_configs(dict(transformer.config), dict(vae.config)), placement=placement, dtype=dtype,
-        source=str(path), attention=attention, generator_device=generator_device,
+        source=str(path), attention=runtime.attention, runtime=runtime,
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..cancel import checkpoint
 from .conditioning import encode_posterior
 
 FIT_COLOURS = 24
@@ -52,7 +53,8 @@ def latent_means(engine, colours: torch.Tensor, size: int = FIT_SIZE) -> torch.T
     images = colours.view(-1, 3, 1, 1).expand(-1, 3, size, size)
     means = []
     with engine.placement.use(engine.vae):
-        for image in images:  # one at a time: the CogVideoX VAE caches per-batch conv state
+        for image in images:
+            checkpoint(getattr(engine, "should_cancel", None))  # one at a time: the CogVideoX VAE caches per-batch conv state
             params = encode_posterior(engine.vae, image[None].to(engine.device, engine.dtype))
             mean = params[:, : params.shape[1] // 2, 0].float()  # [1, C, h, w]
             h, w = mean.shape[-2:]

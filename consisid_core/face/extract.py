@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..cancel import CancelHook, checkpoint
 from .align import alignment_error, alignment_matrix, transform_points, warp_face
 from .errors import NoFaceError
 from .eva_clip import preprocess
@@ -20,26 +21,30 @@ from .selection import FaceSelection, check_selection, choose
 MIN_SIDE = 16  # below this no detector can see a face; fail fast with a clear message
 
 
-def extract_identity(models: FaceModels, image: Any, face_selection: FaceSelection = "largest") -> Identity | list[Identity]:
+def extract_identity(models: FaceModels, image: Any, face_selection: FaceSelection = "largest",
+                     should_cancel: CancelHook | None = None) -> Identity | list[Identity]:
     """Identity of the selected face in `image` (a list, or a [B,H,W,C] batch with B > 1, gives a list).
 
     face_selection: "largest" (default), "central", a 0-based index counted left to right, or "reference"
     (exactly the reference's choice: ArcFace of the largest face, crop of the most central one).
     Raises NoFaceError when no face is found, FaceSelectionError for an index past the last face.
+    `should_cancel` (see consisid_core.cancel) is checked before every model call.
     """
     selection = check_selection(face_selection)
-    if isinstance(image, (list, tuple)):
-        return [_extract_one(models, item, selection) for item in image]
-    if _is_batch(image):
-        return [_extract_one(models, item, selection) for item in image]
-    return _extract_one(models, image, selection)
+    if hasattr(models, "onload"):
+        models.onload()
+    if isinstance(image, (list, tuple)) or _is_batch(image):
+        return [_extract_one(models, item, selection, should_cancel) for item in image]
+    return _extract_one(models, image, selection, should_cancel)
 
 
 def _is_batch(image: Any) -> bool:
     return isinstance(image, (torch.Tensor, np.ndarray)) and image.ndim == 4 and image.shape[0] > 1
 
 
-def _extract_one(models: FaceModels, image: Any, selection: FaceSelection) -> Identity:
+def _extract_one(models: FaceModels, image: Any, selection: FaceSelection,
+                 should_cancel: CancelHook | None = None) -> Identity:
+    checkpoint(should_cancel)
     rgb = load_rgb(image)
     src_h, src_w = rgb.shape[:2]
     if min(src_h, src_w) < MIN_SIDE:
@@ -48,7 +53,10 @@ def _extract_one(models: FaceModels, image: Any, selection: FaceSelection) -> Id
     work_h, work_w = work.shape[:2]
     bgr = cv2.cvtColor(work, cv2.COLOR_RGB2BGR)
 
-    faces, landmarks = models.detector.detect(bgr), models.landmarker.detect(bgr)
+    faces = models.detector.detect(bgr)
+    checkpoint(should_cancel)
+    landmarks = models.landmarker.detect(bgr)
+    checkpoint(should_cancel)
     choice = choose(faces, landmarks, selection, work_w, work_h, photo_size=(src_w, src_h))
     if choice is None:
         raise _no_face(src_w, src_h, "neither the antelopev2 nor the RetinaFace detector found a face")
@@ -63,10 +71,12 @@ def _extract_one(models: FaceModels, image: Any, selection: FaceSelection) -> Id
     else:
         arcface = models.recognizer.embed_aligned(crop_bgr)
         embedding_source = "aligned_crop"
+    checkpoint(should_cancel)
 
     with torch.inference_mode():
         face = crop_to_tensor(crop_bgr, models.device)
         face_gray, face_colour = face_on_white(models.parser, face)
+        checkpoint(should_cancel)
         pixels = preprocess(face_gray, models.eva.image_size, models.dtype)
         clip_embed, hidden = models.eva(pixels)
         clip_embed = clip_embed / torch.norm(clip_embed, 2, 1, True)

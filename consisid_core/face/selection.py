@@ -12,12 +12,13 @@ from typing import Union
 
 import numpy as np
 
+from ..choices import FACE_SELECTIONS
 from .boxes import iou
 from .detection import DetectedFace
 from .errors import FaceSelectionError
 
 FaceSelection = Union[str, int]
-MODES = ("largest", "central", "reference")
+MODES = FACE_SELECTIONS
 MATCH_IOU = 0.3  # a RetinaFace box overlapping the chosen face at least this much is the same face
 
 

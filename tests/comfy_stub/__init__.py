@@ -1,6 +1,6 @@
 """A small stand-in for the parts of ComfyUI 0.8 the node pack touches, for tests without ComfyUI.
 
-The modules in this folder (`folder_paths`, `comfy.utils`, `comfy.model_management`, `comfy.cli_args`,
+The modules in this folder (`folder_paths`, `comfy.utils`, `comfy.model_management`, `comfy.model_patcher`, `comfy.cli_args`,
 `server`) keep the names and signatures of ComfyUI 0.8 (read from its source) and only what the pack uses.
 `activate(base_path)` puts them on `sys.path` under their ComfyUI names (with the models/input/output
 folders under `base_path`); `deactivate()` removes them again. `harness` runs API workflows the way
@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 STUB_DIR = Path(__file__).resolve().parent
-MODULES = ("folder_paths", "comfy", "comfy.utils", "comfy.model_management", "comfy.cli_args", "server")
+MODULES = ("folder_paths", "comfy", "comfy.utils", "comfy.model_management", "comfy.model_patcher", "comfy.cli_args",
+           "server")
 
 
 def activate(base_path: str | Path):

@@ -1,8 +1,9 @@
 """Run API-format workflows through node classes the way ComfyUI 0.8's executor does.
 
-Mirrors `execution.validate_prompt` / `validate_inputs` (required inputs, link types, INT/FLOAT/STRING/
-BOOLEAN conversion, min/max and combo checks skipped for inputs VALIDATE_INPUTS declares, linked inputs
-given to VALIDATE_INPUTS as None) and `PromptExecutor.execute` (outputs' ancestors in dependency order,
+Mirrors `server.post_prompt` (the on_prompt handlers run first), `execution.validate_prompt` /
+`validate_inputs` (required inputs, link types, INT/FLOAT/STRING/BOOLEAN conversion, min/max and combo
+checks skipped for inputs VALIDATE_INPUTS declares, linked inputs given to VALIDATE_INPUTS as None, one
+error per VALIDATE_INPUTS argument) and `PromptExecutor.execute` (outputs' ancestors in dependency order,
 interrupt check before each node, FUNCTION called with the inputs, hidden PROMPT/UNIQUE_ID, results
 checked against RETURN_TYPES, `{"ui", "result"}` dicts).
 """
@@ -195,6 +196,8 @@ def execute(prompt: dict, mappings: dict, validate: bool = True) -> RunResult:
     import comfy.model_management as mm
     import server
 
+    if validate and server.PromptServer.instance is not None:  # POST /prompt runs the on_prompt handlers first
+        prompt = server.PromptServer.instance.trigger_on_prompt({"prompt": prompt})["prompt"]
     outputs = validate_prompt(prompt, mappings) if validate else [
         i for i, n in prompt.items() if getattr(mappings[n["class_type"]], "OUTPUT_NODE", False)]
     order = execution_order(prompt, outputs)

@@ -1,4 +1,4 @@
-"""Stand-in for ComfyUI 0.8 `server.PromptServer`: routes, `send_sync`, and the progress hook of main.py.
+"""Stand-in for ComfyUI 0.8 `server.PromptServer`: routes, `send_sync`, on_prompt handlers and main.py's progress hook.
 
 `progress_hook` does what main.py's `hijack_progress` hook does that matters to nodes: it raises
 `InterruptProcessingException` when an interrupt was requested, and records progress (and previews).
@@ -50,9 +50,24 @@ class PromptServer:
         self.last_prompt_id = None
         self.messages: list[tuple[str, Any, Any]] = []
         self.progress: list[dict] = []
+        self.on_prompt_handlers = []
 
     def send_sync(self, event, data, sid=None):
         self.messages.append((event, data, sid))
+
+    def add_on_prompt_handler(self, handler):
+        self.on_prompt_handlers.append(handler)
+
+    def trigger_on_prompt(self, json_data):
+        """Run every handler on the POST /prompt body (a failing handler is logged and skipped, as in ComfyUI)."""
+        for handler in self.on_prompt_handlers:
+            try:
+                json_data = handler(json_data)
+            except Exception:
+                import logging
+
+                logging.warning("[ERROR] An error occurred during the on_prompt_handler processing", exc_info=True)
+        return json_data
 
 
 def progress_hook(value, total, preview_image, prompt_id=None, node_id=None):

@@ -4,7 +4,7 @@ pack's requirements installed). Skipped, with the reason printed, when COMFYUI_D
 One server (CPU, free loopback port, this pack linked into its custom_nodes, a tiny random model in its
 models/consisid/) serves every test: the pack imports cleanly and shows nine nodes under ConsisID; the API
 workflows make videos with the requested frame count; POST /interrupt stops sampling and the next run works;
-POST /free releases our models; bad inputs come back as node errors.
+POST /free unloads our models through ComfyUI's memory manager; bad inputs come back as node errors.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 
 from support.node_graph import DEFAULT_PHOTO, FACE_FILE, MODEL_NAME, api_workflow, install_tiny_model, nodes_of
 from support.pack import REPO
+from support.workflows import UI_DIR, UI_TO_API
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
@@ -191,22 +192,32 @@ def test_interrupt_stops_sampling_and_the_next_run_works(server):
     assert _count_frames(video) == 9
 
 
-def test_free_memory_releases_our_models_and_runs_continue(server):
+def test_comfyui_loads_our_models_and_free_unloads_them(server):
+    """Each model goes through ComfyUI's load_models_gpu (its "Requested to load" lines) and POST /free unloads
+    them through their ModelPatchers (no monkeypatch); the next run loads them again."""
+    ours = ("T5EncoderModel", "ConsisIDTransformer3DModel", "AutoencoderKLCogVideoX", "face models")
+
     async def main():
         async with comfy_server.Client(server) as client:
             await _upload_face(client)
             await _run_ok(client, tiny("consisid_core_video_api.json", seed=5))
+            loaded = server.log()
             status, _ = await client.post_json("/free", {"unload_models": True})
             assert status == 200
             for _ in range(50):
-                if "released" in server.log() and "cached model(s) at ComfyUI's request" in server.log():
+                if all(f"ComfyUI unloaded {name}" in server.log() for name in ours):
                     break
                 await asyncio.sleep(0.2)
+            freed = server.log()
             _events, outputs = await _run_ok(client, tiny("consisid_core_video_api.json", seed=6))
-            return outputs
+            return loaded, freed, outputs
 
-    outputs = run(main())
-    assert "cached model(s) at ComfyUI's request" in server.log()
+    loaded, freed, outputs = run(main())
+    for name in ours[:3]:
+        assert f"Requested to load {name}" in loaded, f"{name} was loaded by ComfyUI's memory manager"
+    for name in ours:
+        assert f"ConsisID: ComfyUI unloaded {name}" in freed, f"{name} left ComfyUI's loaded models on /free"
+    print("\n" + "\n".join(line for line in freed.splitlines() if "ComfyUI unloaded" in line))
     assert outputs
 
 
@@ -230,52 +241,77 @@ def test_bad_inputs_come_back_as_node_errors(server):
     (size_status, size_body), (missing_status, missing_body), no_face = run(main())
     assert size_status == 400
     sampler_errors = [e for n in size_body["node_errors"].values() if n["class_type"] == "ConsisIDSampler" for e in n["errors"]]
-    assert sampler_errors and "not supported by any installed ConsisID checkpoint" in sampler_errors[0]["details"]
-    assert "Set width=48, height=32" in sampler_errors[0]["details"]
+    (error,) = sampler_errors  # one message, not one per widget (ComfyUI files one per VALIDATE_INPUTS argument)
+    assert error["details"] == ("size - ConsisID Sampler (ConsisIDSampler): width=64 is not supported by any installed "
+                                "ConsisID checkpoint (ConsisID-preview: 48x32 only, native 9 frames). Set width=48.")
     assert missing_status == 400
     loader = [n for n in missing_body["node_errors"].values() if n["class_type"] == "ConsisIDModelLoader"]
     assert "'NotDownloaded' was not found" in loader[0]["errors"][0]["details"]
     assert no_face.outcome == "execution_error"
     error = no_face.of("execution_error")[0]
-    assert error["node_type"] in ("ConsisIDFaceCropAlign", "ConsisIDLocalExtractor")
+    names = {"ConsisIDFaceCropAlign": "Face Crop&Align", "ConsisIDLocalExtractor": "Local Extractor"}
+    assert error["node_type"] in names
     assert "No usable face in the 12x12 photo" in error["exception_message"]
+    other = [name for node, name in names.items() if node != error["node_type"]][0]
+    assert error["exception_message"].rstrip().endswith(
+        f"Found by {names[error['node_type']]}; {other} looks for the face in the same photo, so it is the same photo "
+        "problem whichever node reports it.")
 
 
-@pytest.mark.parametrize("ui_name, api_name", [("consisid_basic.json", "consisid_basic_api.json"),
-                                               ("consisid_core_video.json", "consisid_core_video_api.json")])
-def test_ui_workflow_loads_in_the_canvas_and_exports_our_api_file(server, tmp_path, ui_name, api_name):
-    """The real frontend loads the UI workflow with every node known, and its own "Export (API)" conversion
-    (app.graphToPrompt) gives exactly the shipped API file: widget order, seed control and VHS widgets included."""
-    import base64
-    import json
+def _chromium() -> str:
     import shutil
 
     browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
     if browser is None:
         pytest.skip("no headless Chromium (apt-get install chromium) for the canvas check")
-    workflow = (REPO / "workflows" / ui_name).read_text(encoding="utf-8")
+    return browser
+
+
+def _save_screenshot(shot: dict, tmp_path: Path, name: str) -> Path:
+    import base64
+
+    target = Path(os.environ.get("CONSISID_CANVAS_DIR", str(tmp_path))) / name
+    target.write_bytes(base64.b64decode(shot["data"]))
+    print(f"\ncanvas screenshot: {target}")
+    return target
+
+
+@pytest.mark.parametrize("ui_name, api_name", sorted(UI_TO_API.items()))
+def test_ui_workflow_opens_in_view_and_exports_our_api_file(server, tmp_path, ui_name, api_name):
+    """The real frontend, in a 1280x720 window, loads the UI workflow with every node known and shows every node
+    (as the frontend sizes it) clear of the sidebar, top bar, run button bar, workflow name and minimap; its own
+    "Export (API)" conversion (app.graphToPrompt) gives exactly the shipped API file."""
+    import json
+
+    from support.canvas_view import PROBE_JS, WINDOW, hidden_nodes
+
+    workflow = (UI_DIR / ui_name).read_text(encoding="utf-8")
 
     async def main():
         async with comfy_server.Client(server) as client:
             await _upload_face(client)
             status, info = await client.get_json("/object_info")
-        async with comfy_server.Browser(browser, tmp_path / "profile") as page:
+        async with comfy_server.Browser(_chromium(), tmp_path / "profile", window=WINDOW) as page:
             await page.open_comfyui(server.url + "/")
             result = await page.evaluate(
                 "(async () => { const app = window.app ?? window.comfyAPI.app.app;"
-                f" await app.loadGraphData({workflow}); await new Promise(r => setTimeout(r, 1000));"
+                f" await app.loadGraphData({workflow}); await new Promise(r => setTimeout(r, 1500));"
                 " const missing = app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type);"
                 " const p = await app.graphToPrompt(); return {missing, output: p.output}; })()"
             )
+            probe = await page.evaluate(PROBE_JS)
             shot = await page.call("Page.captureScreenshot", format="png")
-            return info, result, base64.b64decode(shot["data"])
+            return info, result, probe, shot
 
-    info, result, png = run(main())
-    target = Path(os.environ.get("CONSISID_CANVAS_DIR", str(tmp_path))) / ui_name.replace(".json", ".png")
-    target.write_bytes(png)
-    print(f"\ncanvas screenshot: {target}")
+    info, result, probe, shot = run(main())
+    _save_screenshot(shot, tmp_path, ui_name.replace(".json", ".png"))
     vhs = "VHS_VideoCombine" in info
-    assert result["missing"] == ([] if vhs or "basic" not in ui_name else ["VHS_VideoCombine"])
+    assert result["missing"] == ([] if vhs or "VHS_VideoCombine" not in workflow else ["VHS_VideoCombine"])
+    saved = json.loads(workflow)["extra"]["ds"]
+    assert probe["window"] == list(WINDOW)
+    assert probe["ds"]["scale"] == saved["scale"] and probe["ds"]["offset"] == saved["offset"], "the saved view is used"
+    assert probe["overlays"]["sidebar"] and probe["overlays"]["top bar"], "the interface was measured"
+    assert hidden_nodes(probe) == []
     exported = json.loads(json.dumps(result["output"]))
     expected = api_workflow(api_name)
     if not vhs:
@@ -285,3 +321,60 @@ def test_ui_workflow_loads_in_the_canvas_and_exports_our_api_file(server, tmp_pa
     for node in expected.values():
         node.pop("_meta", None)
     assert exported == expected
+
+
+def test_template_browser_shows_our_workflows_with_title_and_thumbnail(server, tmp_path):
+    """ComfyUI lists example_workflows/*.json; the frontend's template browser shows each under the pack with its
+    file name as title and <name>.jpg as picture, and opening one shows all its nodes."""
+    import json
+
+    from support.canvas_view import PROBE_JS, WINDOW, hidden_nodes
+
+    titles = sorted(name[:-len(".json")] for name in UI_TO_API)
+    open_title = titles[0]
+
+    async def main():
+        async with comfy_server.Client(server) as client:
+            status, listed = await client.get_json("/workflow_templates")
+        async with comfy_server.Browser(_chromium(), tmp_path / "profile", window=(1280, 800)) as page:
+            await page.open_comfyui(server.url + "/")
+            cards = await page.evaluate(
+                "(async () => { const app = window.app ?? window.comfyAPI.app.app;"
+                " await app.extensionManager.command.execute('Comfy.BrowseTemplates');"
+                " const sleep = (ms) => new Promise(r => setTimeout(r, ms));"
+                " const leaf = (text) => [...document.querySelectorAll('[role=dialog] *')]"
+                ".find(e => e.children.length === 0 && e.textContent.trim() === text);"
+                " for (let i = 0; i < 60 && !leaf('ComfyUI-ConsisID'); i++) await sleep(500);"
+                " leaf('ComfyUI-ConsisID')?.click();"
+                f" for (let i = 0; i < 60 && !leaf({json.dumps(open_title)}); i++) await sleep(500);"
+                " await sleep(1500);"
+                " const imgs = [...document.querySelectorAll('[role=dialog] img')].filter(i => i.getBoundingClientRect().width > 0);"
+                " const texts = [...document.querySelectorAll('[role=dialog] *')].filter(e => e.children.length === 0)"
+                ".map(e => e.textContent.trim());"
+                " const fetched = performance.getEntriesByType('resource').filter(r => r.name.includes('/workflow_templates/'))"
+                ".map(r => [decodeURIComponent(r.name), r.responseStatus]);"
+                " return {texts, fetched, widths: imgs.map(i => i.complete && i.naturalWidth)}; })()"
+            )
+            shot = await page.call("Page.captureScreenshot", format="png")
+            await page.evaluate(
+                "(async () => { const leaf = [...document.querySelectorAll('[role=dialog] *')]"
+                f".find(e => e.children.length === 0 && e.textContent.trim() === {json.dumps(open_title)});"
+                " leaf.click();"
+                " await new Promise(r => setTimeout(r, 2500)); })()"
+            )
+            await page.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=WINDOW[1],
+                            deviceScaleFactor=1, mobile=False)
+            await asyncio.sleep(1.0)
+            opened = await page.evaluate(PROBE_JS)
+            return listed, cards, shot, opened
+
+    listed, cards, shot, opened = run(main())
+    _save_screenshot(shot, tmp_path, "template_browser.png")
+    assert sorted(listed.get("ComfyUI-ConsisID", [])) == titles
+    assert all(title in cards["texts"] for title in titles), "the file names are the card titles"
+    served = {url.rsplit("/", 1)[1] for url, status in cards["fetched"] if "/ComfyUI-ConsisID/" in url and status == 200}
+    assert {f"{title}.jpg" for title in titles} <= served, cards["fetched"]
+    assert sorted(cards["widths"]) == [512] * len(titles), "our thumbnails are shown, not the default picture"
+    assert sorted(n[0] for n in opened["nodes"]) == sorted(
+        n["type"] for n in json.loads((UI_DIR / f"{open_title}.json").read_text(encoding="utf-8"))["nodes"])
+    assert hidden_nodes(opened) == [], "a template opened from the browser shows every node"

@@ -14,6 +14,7 @@ MODULES = {
     "folder_paths.py": "folder_paths.py",
     "comfy/utils.py": "comfy/utils.py",
     "comfy/model_management.py": "comfy/model_management.py",
+    "comfy/model_patcher.py": "comfy/model_patcher.py",
     "comfy/cli_args.py": "comfy/cli_args.py",
     "server.py": "server.py",
 }

@@ -65,7 +65,21 @@ def test_invalid_frame_count_is_snapped_with_a_warning(engine):
 
 def test_invalid_frame_count_refused_in_strict_mode(engine):
     with pytest.raises(UnsupportedInputError, match="8k\\+1 frames"):
-        engine.check_settings(32, 48, 12, frames_policy="error")
+        engine.check_settings(32, 48, 12, snap_frames=False)
+
+
+def test_denoise_snaps_or_refuses_as_asked(engine):
+    from support.engine_inputs import face_image, identity
+
+    text = engine.encode_text("a man", with_negative=False)
+    assert text.negative_embeds is None, "no CFG: the negative prompt is not encoded"
+    g = engine.encode_global(face_image(), height=32, width=48)
+    local = engine.encode_local(*identity())
+    with pytest.raises(UnsupportedInputError, match="8k\\+1 frames"):
+        engine.denoise(text, g, local, num_frames=12, num_inference_steps=1, guidance_scale=1.0, snap_frames=False)
+    with pytest.warns(ConsisIDWarning, match="Using 9"):
+        video = engine.denoise(text, g, local, num_frames=12, num_inference_steps=1, guidance_scale=1.0)
+    assert video.num_frames == 9
 
 
 def test_non_native_frame_count_warns_about_quality(engine):

@@ -18,7 +18,7 @@ def engine(tiny_model):
 
 def _stages(engine, seed, callback=None):
     id_cond, hidden = identity()
-    text = engine.encode_text(PROMPT, "ugly", guidance_scale=SETTINGS["guidance_scale"])
+    text = engine.encode_text(PROMPT, "ugly", with_negative=SETTINGS["guidance_scale"] > 1)
     global_cond = engine.encode_global(face_image(), height=32, width=48)
     local = engine.encode_local(id_cond, hidden)
     video = engine.denoise(text, global_cond, local, num_frames=9, num_inference_steps=3, guidance_scale=6.0,
@@ -112,5 +112,6 @@ def test_vae_tiling_switch_is_scoped_to_decode(engine):
 
 
 def test_generator_on_device_option(tiny_model):
-    eng = consisid_core.load_engine(tiny_model, device="cpu", dtype=torch.float32, generator_device="device")
-    assert eng.make_generator(3).device.type == "cpu"
+    eng = consisid_core.load_engine(tiny_model, device="cpu", dtype=torch.float32, noise_device="gpu")
+    assert eng.runtime.noise_device == "gpu"
+    assert eng.make_generator(3).device.type == "cpu"  # 'gpu' = the engine's device, here the CPU

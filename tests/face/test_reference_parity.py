@@ -1,7 +1,7 @@
 """Our face pipeline == diffusers' consisid_utils reference, on the same weight files and real photos.
 
-Runs only in the reference environment (torch + torchvision + facexlib + consisid_eva_clip, e.g.
-/work/venv-ref); elsewhere every test skips with the reason printed. Weights are random but in the
+Runs only in the reference environment (torch + torchvision + facexlib + consisid_eva_clip, e.g. the
+.venv-ref that .ci/run builds); elsewhere every test skips with the reason printed. Weights are random but in the
 official file formats (full-size RetinaFace-R50, BiSeNet, EVA02-CLIP-L-14-336; tiny antelopev2 ONNX).
 
 Reference setup notes:
@@ -28,15 +28,17 @@ pytestmark = pytest.mark.reference
 _NEEDED = ("torchvision", "facexlib", "consisid_eva_clip")
 _MISSING = [m for m in _NEEDED if importlib.util.find_spec(m) is None]
 if _MISSING:
-    _REASON = f"reference packages missing: {', '.join(_MISSING)} (run under /work/venv-ref)"
+    _REASON = f"reference packages missing: {', '.join(_MISSING)} (run in the reference environment .ci/run builds, .venv-ref)"
     print(f"\n[face parity] SKIPPED: {_REASON}")
     pytest.skip(_REASON, allow_module_level=True)
 
 from consisid_core.face import extract_identity, load_face_models  # noqa: E402
 from consisid_core.testing.tiny_face_models import write_face_encoder  # noqa: E402
 
-TOL_FEATURES = 1e-3
-TOL_KPS = 1e-3
+# What is measured (CPU, fp32): features within 1e-5, the same aligned face image, keypoints within 1e-4 px.
+TOL_FEATURES = 1e-5
+TOL_FACE_LEVELS = 0  # 8-bit levels
+TOL_KPS = 1e-4
 TINY_EVA_CONFIG = {
     "embed_dim": 16,
     "vision_cfg": {"image_size": 56, "layers": 21, "width": 16, "drop_path_rate": 0, "head_width": 8,
@@ -95,7 +97,7 @@ def _compare(ours, ref_out) -> dict:
 
 def _assert_parity(diffs: dict) -> None:
     assert diffs["id_cond"] <= TOL_FEATURES and diffs["id_vit_hidden"] <= TOL_FEATURES
-    assert diffs["face_image"] <= 1 and diffs["kps"] <= TOL_KPS
+    assert diffs["face_image"] <= TOL_FACE_LEVELS and diffs["kps"] <= TOL_KPS
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ def comfyui(comfy_root):
     folder_paths = comfy_stub.activate(comfy_root)
     pack = import_pack()
     pack_module("nodes.comfy_bridge").register_model_folders()
+    pack_module("nodes.prompt_checks").register()  # on this test's server, as at ComfyUI start
     yield SimpleNamespace(
         root=comfy_root,
         folder_paths=folder_paths,

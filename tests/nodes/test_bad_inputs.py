@@ -15,6 +15,7 @@ import torch
 
 from comfy_stub import harness
 from support.node_graph import MODEL_NAME, blind_face_detector, nodes_of, tiny_prompt
+from support.pack import pack_module
 
 ANTELOPE = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")
 
@@ -96,8 +97,9 @@ def test_missing_face_weights_are_listed_with_their_folder(comfyui, extra_model)
     face_dir = folder / "face_encoder"
     assert f"missing: {face_dir / 'EVA02_CLIP_L_336_psz14_s6B.pt'}" in message
     shared = comfyui.root / "models" / "insightface" / "models" / "antelopev2"
-    assert f"missing: {shared / 'scrfd_10g_bnkps.onnx'}" in message, "antelopev2 is asked for in ComfyUI's folder"
-    assert f"searched: {face_dir}, {shared}, {face_dir / 'models' / 'antelopev2'}" in message
+    own = face_dir / "models" / "antelopev2"  # where the model check (canvas badge) also says it goes
+    assert f"missing: {own / 'scrfd_10g_bnkps.onnx'}" in message
+    assert f"searched: {face_dir}, {own}, {shared}" in message, "ComfyUI's insightface folder is searched too"
 
 
 def test_antelopev2_is_taken_from_comfyui_insightface_folder(comfyui, extra_model):
@@ -130,23 +132,58 @@ def test_cuda_only_attention_on_a_cpu_comfyui_is_a_node_error(comfyui):
 # ---- sizes ----------------------------------------------------------------------------------------------
 
 
+SIZE_FIELDS = ("width", "height", "num_frames")
+
+
 @pytest.mark.parametrize("overrides, expected", [
-    ({"width": 64}, "64x32 (width x height) is not supported by any installed ConsisID checkpoint: "
-                    "ConsisID-preview: 48x32 only (native 9 frames). Set width=48, height=32."),
-    ({"width": 50}, "width=50 must be a multiple of 16"),
-    ({"num_frames": 10}, "num_frames=10 must be 8k+1 between 9 and 1025 (e.g. 9 or 17"),
-    ({"height": 8192}, "height=8192 must be a multiple of 16 from 16 to 4096"),
+    ({"width": 64}, "size - ConsisID Sampler (ConsisIDSampler): width=64 is not supported by any installed ConsisID "
+                    "checkpoint (ConsisID-preview: 48x32 only, native 9 frames). Set width=48."),
+    ({"width": 64, "height": 64}, "size - ConsisID Sampler (ConsisIDSampler): width=64, height=64 is not supported "
+                                  "by any installed ConsisID checkpoint (ConsisID-preview: 48x32 only, native 9 "
+                                  "frames). Set width=48, height=32."),
+    ({"width": 50}, "size - ConsisID Sampler (ConsisIDSampler): width=50 must be a multiple of 16 from 16 to 4096."),
+    ({"num_frames": 10}, "size - ConsisID Sampler (ConsisIDSampler): num_frames=10 must be 8k+1 between 9 and 1025 "
+                         "(e.g. 9 or 17; ConsisID-preview was trained on 49)."),
+    ({"width": 50, "num_frames": 10}, "size - ConsisID Sampler (ConsisIDSampler): width=50 must be a multiple of 16 "
+                                      "from 16 to 4096; num_frames=10 must be 8k+1"),
 ])
-def test_unsupported_sizes_are_refused_before_anything_runs(comfyui, overrides, expected):
+def test_a_wrong_size_is_one_validation_error_naming_only_the_wrong_values(comfyui, overrides, expected):
+    """ComfyUI files a failed VALIDATE_INPUTS once per argument: the sampler's takes one (`size`), so one error."""
     server = sys.modules["server"].PromptServer.instance
     before = len(comfyui.registry.handles())
     with pytest.raises(harness.PromptError) as error:
         comfyui.run(tiny_prompt(**overrides))
     sampler = nodes_of(tiny_prompt(), "ConsisIDSampler")[0]
     assert list(error.value.node_errors) == [sampler]
-    assert all(r["type"] == "custom_validation_failed" for r in error.value.node_errors[sampler])
-    assert "ConsisID Sampler (ConsisIDSampler): " in str(error.value) and expected in str(error.value)
+    (reason,) = error.value.node_errors[sampler]
+    assert reason["type"] == "custom_validation_failed"
+    assert reason["details"].startswith(expected), reason["details"]
+    for name in SIZE_FIELDS:
+        assert (f"{name}=" in reason["details"]) == (name in overrides), f"names exactly the wrong values: {name}"
     assert server.progress == [] and len(comfyui.registry.handles()) == before, "nothing ran"
+
+
+def test_a_size_out_of_the_widget_range_is_comfyuis_own_single_error(comfyui):
+    """min/max stay ComfyUI's check (width/height/num_frames are not VALIDATE_INPUTS arguments): one error."""
+    with pytest.raises(harness.PromptError) as error:
+        comfyui.run(tiny_prompt(height=8192))
+    (reason,) = error.value.node_errors[nodes_of(tiny_prompt(), "ConsisIDSampler")[0]]
+    assert (reason["type"], reason["message"], reason["details"]) == (
+        "value_bigger_than_max", "Value 8192 bigger than max of 4096", "height")
+
+
+def test_a_correct_or_linked_size_leaves_the_prompt_untouched(comfyui):
+    import copy
+
+    checks = pack_module("nodes.prompt_checks")
+    sampler = nodes_of(tiny_prompt(), "ConsisIDSampler")[0]
+    for prompt in (tiny_prompt(), tiny_prompt(width=["99", 0], height=64)):
+        body = {"prompt": copy.deepcopy(prompt), "client_id": "x"}
+        assert checks.mark_wrong_sizes(body) == {"prompt": prompt, "client_id": "x"}
+    stale = tiny_prompt()
+    stale[sampler]["inputs"]["size"] = {"width": 1, "height": 1, "num_frames": 1}
+    assert "size" not in checks.mark_wrong_sizes({"prompt": stale})["prompt"][sampler]["inputs"], "re-decided"
+    assert comfyui.mappings["ConsisIDSampler"].VALIDATE_INPUTS() is True
 
 
 def test_a_size_only_another_checkpoint_supports_is_refused_when_the_sampler_starts(comfyui):
@@ -167,15 +204,16 @@ def test_a_size_only_another_checkpoint_supports_is_refused_when_the_sampler_sta
     assert not any(p["node"] == failure.node_id for p in server.progress), "refused before the first step"
 
 
-def test_sampler_validation_checks_min_and_max_itself():
-    """Declaring width/height/num_frames in VALIDATE_INPUTS makes ComfyUI skip their min/max: we check them."""
-    from support.pack import pack_module
-
+def test_size_check_covers_ranges_at_run_time_and_leaves_them_to_comfyui_at_validation():
     sizes = pack_module("nodes.sizes")
-    assert sizes.check(0, 480, 49, infos={}) is not None
-    assert sizes.check(720, 480, 1, infos={}) is not None
+    assert sizes.check(0, 480, 49, infos={}) == "width=0 must be a multiple of 16 from 16 to 4096."
+    assert sizes.check(720, 480, 1, infos={}).startswith("num_frames=1 must be 8k+1")
     assert sizes.check(720, 480, 49, infos={}) is None
     assert sizes.check(None, None, None, infos={}) is None, "linked (converted) widgets are checked at run time"
+    assert sizes.check(0, 8192, 2000, infos={}, ranges=False) is None, "ComfyUI's min/max report these"
+    assert sizes.check(0, 50, 2000, infos={}, ranges=False) == "height=50 must be a multiple of 16 from 16 to 4096."
+    spec = pack_module("nodes.sampling_nodes").ConsisIDSampler.INPUT_TYPES()["required"]
+    assert {k: (spec[k][1]["min"], spec[k][1]["max"]) for k in SIZE_FIELDS} == sizes.RANGES
 
 
 # ---- faces ----------------------------------------------------------------------------------------------
@@ -206,6 +244,9 @@ def test_photo_without_a_face_is_a_clear_node_error(comfyui, blind_model, node):
     assert type(error.value).__name__ == "ConsisIDNodeError"
     assert message.startswith(f"{cls.DISPLAY_NAME} ({node}): No usable face in the 451x300 photo")
     assert "clear, frontal, well-lit face" in message and "face_selection" in message
+    other = comfyui.mappings[({"ConsisIDFaceCropAlign", "ConsisIDLocalExtractor"} - {node}).pop()].DISPLAY_NAME
+    assert message.endswith(f"Found by {cls.DISPLAY_NAME}; {other} looks for the face in the same photo, so it is "
+                            "the same photo problem whichever node reports it."), message
 
 
 def test_no_face_in_a_workflow_stops_at_the_face_node(comfyui):
@@ -219,6 +260,8 @@ def test_no_face_in_a_workflow_stops_at_the_face_node(comfyui):
         os.remove(comfyui.root / "input" / "tiny.png")
     assert failure.class_type in ("ConsisIDFaceCropAlign", "ConsisIDLocalExtractor")
     assert "No usable face in the 12x12 photo" in str(failure.exception)
+    found_by = comfyui.mappings[failure.class_type].DISPLAY_NAME
+    assert f"Found by {found_by}; " in str(failure.exception) and "same photo problem" in str(failure.exception)
 
 
 def test_face_index_past_the_last_face_says_how_many_there_are(comfyui):

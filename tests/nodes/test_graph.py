@@ -1,10 +1,9 @@
 """The shipped API workflows run end to end through the node classes on the tiny model, as ComfyUI runs them:
 frames with the requested count, the same video as consisid_core's one-call generate, models cached between
-runs, progress per step, Cancel within a step, previews, and memory given back when ComfyUI asks."""
+runs, progress per step, Cancel within a step and previews (ComfyUI's memory manager: test_comfy_memory.py)."""
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 
@@ -143,47 +142,3 @@ def test_latent_previews_when_enabled(comfyui):
     for kind, image, max_size in previews:
         assert kind == "JPEG" and max_size == 512
         assert image.size == (48, 32), "the 6x4 latent frame scaled x8 up to the video size"
-
-
-def test_comfyui_unload_releases_our_models_but_our_own_calls_do_not(comfyui, monkeypatch):
-    import comfy.model_management as mm
-
-    prompt = tiny_prompt(steps=1, attention="sdpa_math")  # settings no other test uses: only this test holds them
-    outputs = comfyui.run(prompt).outputs
-    handle = outputs[_only(prompt, "ConsisIDModelLoader")][0]
-    face_handle = outputs[_only(prompt, "ConsisIDFaceModelsLoader")][0]
-    engine = handle.get()
-    releases = []
-    monkeypatch.setattr(engine, "release", lambda: releases.append("engine"))
-
-    comfyui.run(tiny_prompt(steps=1, seed=5, attention="sdpa_math"))  # loader and sampler free ComfyUI's memory...
-    assert releases == [], "...without releasing our own models"
-    empties = mm.calls["soft_empty_cache"]
-
-    mm.unload_all_models()  # the "Unload models" button / POST /free
-    assert releases == ["engine"]
-    assert mm.calls["soft_empty_cache"] > empties
-    assert handle.get() is engine, "kept in RAM: back without reloading"
-    assert face_handle.loaded, "face models on the CPU are kept"
-
-    # no longer pinned: once ComfyUI drops its node cache too, the models are freed
-    del outputs, engine
-    monkeypatch.undo()
-    key = handle.settings
-    handle_ref = __import__("weakref").ref(handle)
-    del handle, face_handle
-    gc.collect()
-    assert handle_ref() is None
-    assert all(h.settings != key for h in comfyui.registry.handles("engine"))
-
-
-def test_face_models_on_an_accelerator_are_dropped_on_unload(comfyui):
-    import comfy.model_management as mm
-
-    loader = comfyui.mappings["ConsisIDFaceModelsLoader"]()
-    (cpu_handle,) = loader.load("ConsisID-preview", "CPU", "default", "fp32")
-    (gpu_handle,) = loader.load("ConsisID-preview", "CUDA", "default", "fp32")  # onnxruntime falls back to CPU here
-    assert cpu_handle.loaded and gpu_handle.loaded and gpu_handle is not cpu_handle
-    mm.unload_all_models()
-    assert cpu_handle.loaded, "CPU-held face models cost no GPU memory: kept"
-    assert not gpu_handle.loaded, "accelerator-held face models are dropped (reloaded on next use)"

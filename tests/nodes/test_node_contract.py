@@ -17,6 +17,10 @@ CONTRACT = {
     "ConsisIDTextEncode": "ConsisID Text Encode",
     "ConsisIDSampler": "ConsisID Sampler",
     "ConsisIDDecode": "ConsisID Decode",
+    "ConsisIDTeaCache": "ConsisID TeaCache",
+    "ConsisIDLoRA": "ConsisID LoRA",
+    "ConsisIDEvalModelsLoader": "ConsisID Eval Models Loader",
+    "ConsisIDIdentityScore": "ConsisID Identity Score",
 }
 CORE_TYPES = {"IMAGE", "CLIP", "INT", "FLOAT", "STRING", "BOOLEAN"}
 
@@ -36,7 +40,7 @@ def test_node_is_described_and_typed(comfyui, node_id):
     assert len(cls.DESCRIPTION) > 60
     assert callable(getattr(cls, cls.FUNCTION))
     assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES) == len(cls.OUTPUT_TOOLTIPS)
-    assert set(cls.RETURN_TYPES) <= pack_types | {"IMAGE"}
+    assert set(cls.RETURN_TYPES) <= pack_types | {"IMAGE", "FLOAT", "STRING"}  # scores: FLOAT/STRING
     spec = cls.INPUT_TYPES()
     json.dumps(spec)  # /object_info serialises it
     for category in ("required", "optional"):

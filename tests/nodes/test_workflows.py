@@ -1,29 +1,36 @@
-"""The shipped workflows: UI and API versions describe one graph, every node type exists, and widget values
-follow INPUT_TYPES order (a seed followed by its control_after_generate value in the UI format)."""
+"""The shipped workflows: UI and API versions describe one graph, every node type exists, widget values
+follow INPUT_TYPES order (a seed followed by its control_after_generate value in the UI format), the saved
+view shows every node on open, and the template browser gets a readable title and a thumbnail for each."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 
 import pytest
 
+from support.canvas_view import INTERFACE, MIN_SCALE, WINDOW, intersects, node_rects, outside, to_screen, visible_area
 from support.node_graph import FACE_FILE, MODEL_NAME
 from support.pack import REPO
 from support.workflows import (
-    FOREIGN_WIDGETS, FRONTEND_ONLY_NODES, SEED_CONTROLS, UI_TO_API, WIDGET_TYPES, load, ui_to_api, widget_names,
+    API_DIR, BASIC_UI, CORE_VIDEO_UI, FOREIGN_WIDGETS, FRONTEND_ONLY_NODES, SEED_CONTROLS, UI_DIR, UI_TO_API,
+    WIDGET_TYPES, load, ui_to_api, widget_names,
 )
 
 CORE_NODES = {"LoadImage", "CreateVideo", "SaveVideo"}
 VHS_NODES = {"VHS_VideoCombine"}
 PAIRS = sorted(UI_TO_API.items())
+# ComfyUI 0.8 (app/custom_node_manager.py) lists custom_nodes/<pack>/<one of these>/*.json as templates
+TEMPLATE_FOLDERS = ("example_workflows", "example", "examples", "workflow", "workflows")
 
 
 def _ui(name):
-    return load(REPO / "workflows" / name)
+    return load(UI_DIR / name)
 
 
 def _api(name):
-    return load(REPO / "workflows" / "api" / name)
+    return load(API_DIR / name)
 
 
 @pytest.mark.parametrize("ui_name, api_name", PAIRS)
@@ -36,7 +43,10 @@ def test_every_node_type_is_ours_core_or_vhs(comfyui, ui_name, api_name):
     ours = set(comfyui.pack.NODE_CLASS_MAPPINGS)
     types = {n["type"] for n in _ui(ui_name)["nodes"]} - set(FRONTEND_ONLY_NODES)
     assert types <= ours | CORE_NODES | VHS_NODES, types - ours - CORE_NODES - VHS_NODES
-    assert ours <= types, "the workflow shows every ConsisID node"
+    from consisid_core import node_ids
+
+    # the generation nodes are in every workflow; optional ones (speed, LoRA, scoring) only where they are used
+    assert set(node_ids.REQUIRED) <= types, "the workflow shows every ConsisID generation node"
     assert {n["class_type"] for n in _api(api_name).values()} == types
 
 
@@ -89,14 +99,14 @@ def test_api_workflows_only_need_the_face_image_and_the_model_folder(api_name):
 
 
 def test_vhs_workflow_writes_h264_mp4_at_8_fps_with_dict_widgets():
-    vhs = next(n for n in _ui("consisid_basic.json")["nodes"] if n["type"] == "VHS_VideoCombine")
+    vhs = next(n for n in _ui(BASIC_UI)["nodes"] if n["type"] == "VHS_VideoCombine")
     values = vhs["widgets_values"]
     assert isinstance(values, dict), "VHS serialises its widgets by name"
     assert values["format"] == "video/h264-mp4" and values["frame_rate"] == 8
     assert {"pix_fmt", "crf", "save_metadata", "loop_count", "filename_prefix", "pingpong", "save_output"} <= set(values)
-    create = next(n for n in _ui("consisid_core_video.json")["nodes"] if n["type"] == "CreateVideo")
+    create = next(n for n in _ui(CORE_VIDEO_UI)["nodes"] if n["type"] == "CreateVideo")
     assert create["widgets_values"] == [8]
-    save = next(n for n in _ui("consisid_core_video.json")["nodes"] if n["type"] == "SaveVideo")
+    save = next(n for n in _ui(CORE_VIDEO_UI)["nodes"] if n["type"] == "SaveVideo")
     assert len(save["widgets_values"]) == len(FOREIGN_WIDGETS["SaveVideo"])
 
 
@@ -117,3 +127,40 @@ def test_ui_workflow_is_a_consistent_0_4_file(ui_name):
                    "extra_model_paths.yaml", "EVA02_CLIP_L_336_psz14_s6B.pt"):
         assert needle in text
     json.dumps(ui)  # plain JSON types only
+
+
+@pytest.mark.parametrize("ui_name", sorted(UI_TO_API))
+def test_saved_view_shows_every_node_in_a_1280x720_window(ui_name):
+    """Opened in a 1280x720 window, every node (title bar included) lies clear of the sidebar, the top bar and the
+    minimap, at a zoom where the canvas still draws the nodes' text; no node covers another."""
+    ui = _ui(ui_name)
+    ds = ui["extra"]["ds"]
+    area = visible_area(WINDOW)
+    assert ds["scale"] >= MIN_SCALE, f"at {ds['scale']} the canvas draws nodes without text"
+    for node, rect in zip(ui["nodes"], node_rects(ui)):
+        screen = to_screen(rect, ds)
+        assert not outside(screen, area), (node["type"], [round(v) for v in screen], area)
+        for name, rect_on_top in INTERFACE.items():
+            assert not intersects(screen, rect_on_top), (node["type"], [round(v) for v in screen], f"under the {name}")
+    for (a, ra), (b, rb) in itertools.combinations(zip(ui["nodes"], node_rects(ui)), 2):
+        overlap = ra[0] < rb[2] and rb[0] < ra[2] and ra[1] < rb[3] and rb[1] < ra[3]
+        assert not overlap, (a["type"], b["type"])
+
+
+def test_each_ui_workflow_is_a_template_with_a_readable_title_and_a_thumbnail():
+    """The template browser (frontend 1.35) titles a pack's template by its file name and shows <name>.jpg."""
+    from PIL import Image
+
+    names = sorted(p.name for p in UI_DIR.glob("*.json"))
+    assert names == sorted(UI_TO_API), "every UI workflow, and nothing else, is listed as a template"
+    for name in names:
+        title = name[:-len(".json")]
+        assert re.fullmatch(r"ConsisID [a-z ]+ \([A-Za-z ]+\)", title) and len(title) <= 36, (
+            f"{title!r}: a readable title that fits a template card")
+        with Image.open(UI_DIR / f"{title}.jpg") as thumb:
+            assert thumb.format == "JPEG" and thumb.size[0] == thumb.size[1] >= 448, (name, thumb.format, thumb.size)
+            colours = thumb.convert("RGB").resize((64, 64)).getcolors(64 * 64)
+            assert colours is None or len(colours) > 200, "a picture, not a blank card"
+    for folder in TEMPLATE_FOLDERS:
+        if folder != UI_DIR.name:
+            assert not list((REPO / folder).glob("*.json")), f"{folder}/*.json would be listed as templates too"

@@ -171,8 +171,12 @@ class Client:
 class Browser:
     """Headless Chromium on a page of the server, driven over the DevTools protocol (aiohttp websocket)."""
 
-    def __init__(self, binary: str, profile: Path) -> None:
-        self.binary, self.profile = binary, profile
+    # no network beyond the server, no background updates or sync
+    QUIET_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync", "--no-first-run")
+
+    def __init__(self, binary: str, profile: Path, window: tuple[int, int] = (1800, 1150)) -> None:
+        self.binary, self.profile, self.window = binary, profile, window
         self.next_id = 0
 
     async def __aenter__(self):
@@ -180,9 +184,9 @@ class Browser:
 
         port = free_port()
         self.process = subprocess.Popen(
-            [self.binary, "--headless=new", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
-             "--remote-debugging-address=127.0.0.1", f"--user-data-dir={self.profile}", "--window-size=1800,1150",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [self.binary, *self.QUIET_FLAGS, f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1",
+             f"--user-data-dir={self.profile}", f"--window-size={self.window[0]},{self.window[1]}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.session = aiohttp.ClientSession()
         for _ in range(120):
             try:
@@ -195,6 +199,8 @@ class Browser:
         else:
             raise TimeoutError("Chromium did not open its DevTools port")
         self.ws = await self.session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+        await self.call("Emulation.setDeviceMetricsOverride", width=self.window[0], height=self.window[1],
+                        deviceScaleFactor=1, mobile=False)  # the page gets exactly this viewport
         return self
 
     async def __aexit__(self, *exc):
@@ -220,12 +226,18 @@ class Browser:
         return result["result"].get("value")
 
     async def open_comfyui(self, url: str, timeout: float = 120) -> None:
-        """Load the ComfyUI page and wait until its app and node definitions are ready."""
+        """Load the ComfyUI page and wait until its app, node definitions and first workflow tab are ready (a graph
+        loaded before that tab opened can be drawn half-way, under the loading mask)."""
+        # a returning user: a fresh server's first visit would open the template browser over the canvas
+        async with self.session.post(url.rstrip("/") + "/settings/Comfy.TutorialCompleted", json=True) as response:
+            assert response.status == 200, await response.text()
         await self.call("Page.enable")
         await self.call("Page.navigate", url=url)
         deadline = asyncio.get_running_loop().time() + timeout
         ready = "(() => { const a = window.app ?? window.comfyAPI?.app?.app; return !!(a && a.graph && " \
-                "globalThis.LiteGraph && LiteGraph.registered_node_types['ConsisIDSampler']); })()"
+                "globalThis.LiteGraph && LiteGraph.registered_node_types['ConsisIDSampler'] && " \
+                "!document.querySelector('.p-blockui-mask') && " \
+                "(a.extensionManager?.workflow ? a.extensionManager.workflow.activeWorkflow : true)); })()"
         while not await self.evaluate(ready):
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("the ComfyUI frontend did not load")

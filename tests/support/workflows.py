@@ -1,7 +1,10 @@
-"""UI-format (0.4) workflow -> API format, the way ComfyUI's "Export (API)" does, for our shipped workflows.
+"""The shipped workflows: UI format (0.4) -> API format the way ComfyUI's "Export (API)" does, and the saved
+canvas view that shows every node when a workflow is opened.
 
-`python tests/support/workflows.py` rewrites workflows/api/*.json from workflows/*.json; the workflow
-test checks that the shipped API files equal this conversion, so both formats describe one graph.
+UI workflows live in example_workflows/ (ComfyUI's template browser lists them by file name, with the same-name
+.jpg as thumbnail); their API versions in workflows/api/. `python tests/support/workflows.py` rewrites
+workflows/api/*.json from the UI files and fits each UI file's saved view (extra.ds) to its nodes; the workflow
+tests check that the shipped files equal both, so the formats describe one graph and every node is in view.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+UI_DIR = REPO / "example_workflows"  # the folder name ComfyUI's template browser looks for first
+API_DIR = REPO / "workflows" / "api"
+BASIC_UI = "ConsisID photo to video (VHS).json"  # the file name is the title in the template browser
+CORE_VIDEO_UI = "ConsisID photo to video (core nodes).json"
 UI_TO_API = {
-    "consisid_basic.json": "consisid_basic_api.json",
-    "consisid_core_video.json": "consisid_core_video_api.json",
+    BASIC_UI: "consisid_basic_api.json",
+    CORE_VIDEO_UI: "consisid_core_video_api.json",
+    "ConsisID video with scores (VHS).json": "consisid_scored_api.json",  # generation + identity scores
 }
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 UI_ONLY_WIDGETS = ("control_after_generate", "upload")
@@ -105,14 +113,31 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def save(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def write_api_files(mappings: dict, display_names: dict) -> list[Path]:
     written = []
     for ui_name, api_name in UI_TO_API.items():
-        api = ui_to_api(load(REPO / "workflows" / ui_name), mappings, display_names)
-        target = REPO / "workflows" / "api" / api_name
+        api = ui_to_api(load(UI_DIR / ui_name), mappings, display_names)
+        target = API_DIR / api_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(api, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        save(target, api)
         written.append(target)
+    return written
+
+
+def write_views() -> list[Path]:
+    """Set each UI workflow's saved view to fit_view() of its nodes."""
+    from support.canvas_view import fit_view
+
+    written = []
+    for ui_name in UI_TO_API:
+        ui = load(UI_DIR / ui_name)
+        ui.setdefault("extra", {})["ds"] = fit_view(ui)
+        save(UI_DIR / ui_name, ui)
+        written.append(UI_DIR / ui_name)
     return written
 
 
@@ -126,7 +151,7 @@ def _main() -> None:
     with tempfile.TemporaryDirectory() as base:
         comfy_stub.activate(base)
         pack = import_pack()
-        for path in write_api_files(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS):
+        for path in write_api_files(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS) + write_views():
             print("wrote", path.relative_to(REPO))
         comfy_stub.deactivate()
 

@@ -144,7 +144,8 @@ function showPopup(node, badge) {
   } else {
     html += `<div>Model folder: ${escapeHtml(badge.model.path)}</div><table style="border-collapse:collapse;margin-top:8px">`;
     for (const f of badge.files) {
-      const why = f.status === "missing" ? "missing" : `${f.status}: ${f.message}`;
+      // f.label is the CLI's word for the status (consisid_core.model_status LABELS): MISSING, WRONG SIZE...
+      const why = f.message && f.status !== "missing" ? `${f.label}: ${f.message}` : f.label;
       html +=
         `<tr><td style="color:#ff8a80;padding:2px 8px 2px 0;vertical-align:top">${escapeHtml(why)}</td>` +
         `<td style="padding:2px 0">${escapeHtml(f.target)}<br><span style="color:#90caf9">${escapeHtml(f.source?.download_url ?? "")}</span></td></tr>`;

@@ -1,0 +1,42 @@
+"""Node ids (ComfyUI class_type names) of the pack, defined once: nodes/ registers its classes through
+`registry`, and code outside nodes/ (the batch client patching API workflows) refers to these constants.
+
+Ids are part of every saved workflow: never rename one. A new node only needs its class in nodes/__init__.py;
+add it here too when code outside nodes/ must find it (e.g. append to OVERRIDE_SEARCH_ORDER so bare batch
+override keys reach its inputs).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+MODEL_LOADER = "ConsisIDModelLoader"
+FACE_MODELS_LOADER = "ConsisIDFaceModelsLoader"
+FACE_CROP_ALIGN = "ConsisIDFaceCropAlign"
+LANDMARK_RENDERER = "ConsisIDLandmarkRenderer"
+GLOBAL_EXTRACTOR = "ConsisIDGlobalExtractor"
+LOCAL_EXTRACTOR = "ConsisIDLocalExtractor"
+TEXT_ENCODE = "ConsisIDTextEncode"
+SAMPLER = "ConsisIDSampler"
+DECODE = "ConsisIDDecode"
+
+# Nodes whose inputs a bare batch override key (`steps`, `cfg`, `face_scale`...) is looked for in, in this order.
+OVERRIDE_SEARCH_ORDER: list[str] = [
+    SAMPLER, TEXT_ENCODE, DECODE, LOCAL_EXTRACTOR, GLOBAL_EXTRACTOR, FACE_CROP_ALIGN, MODEL_LOADER, FACE_MODELS_LOADER,
+]
+
+# Every id above must be registered by nodes/ (checked by `registry`).
+REQUIRED: tuple[str, ...] = (
+    MODEL_LOADER, FACE_MODELS_LOADER, FACE_CROP_ALIGN, LANDMARK_RENDERER, GLOBAL_EXTRACTOR, LOCAL_EXTRACTOR,
+    TEXT_ENCODE, SAMPLER, DECODE,
+)
+
+
+def registry(classes: Iterable[type]) -> dict[str, type]:
+    """NODE_CLASS_MAPPINGS for the given node classes (id = class name); raises if an id defined here has no class."""
+    mapping = {cls.__name__: cls for cls in classes}
+    missing = [node_id for node_id in (*REQUIRED, *OVERRIDE_SEARCH_ORDER) if node_id not in mapping]
+    if missing:
+        raise ImportError(f"ConsisID nodes: no node class registered for {', '.join(dict.fromkeys(missing))} "
+                          "(consisid_core/node_ids.py names them; rename the class back or update the ids)")
+    return mapping

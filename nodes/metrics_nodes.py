@@ -1,0 +1,186 @@
+"""ConsisID Eval Models Loader and ConsisID Identity Score: the paper's identity metrics inside a workflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import comfy_bridge, model_folders
+from .errors import fail, label, reported_as
+from .types import CATEGORY, EVAL_MODELS
+
+PROTOCOLS = ["fixed", "consisid"]
+DEVICES = ["cpu", "default"]
+ONNX_PROVIDERS = ["CPU", "CUDA"]
+NOT_MEASURED = -1.0
+_LOADED: dict[tuple, object] = {}  # one set of scoring models kept between runs
+
+
+def _eval_dirs(model: str) -> tuple[Path, Path | None, Path | None]:
+    """face_encoder/ of the model folder, the first `consisid/eval` folder, and a shared buffalo_l if needed."""
+    from consisid_core import catalog
+    from consisid_core.metrics import files
+
+    folder = model_folders.find_model(model)
+    if folder is None:
+        raise FileNotFoundError(model_folders.missing_folder_message(model))
+    face_dir = folder / catalog.FACE_ENCODER_DIR
+    roots = comfy_bridge.model_roots()
+    eval_dir = next((r / files.EVAL_DIR for r in roots if (r / files.EVAL_DIR).is_dir()),
+                    roots[-1] / files.EVAL_DIR if roots else None)
+    own = face_dir / "models" / files.BUFFALO_L
+    shared = [r / "models" / files.BUFFALO_L for r in comfy_bridge.insightface_roots()]
+    buffalo = None if (own / files.BUFFALO_DET_FILE).is_file() else next(
+        (d for d in shared if (d / files.BUFFALO_DET_FILE).is_file()), None)
+    return face_dir, eval_dir, buffalo
+
+
+class ConsisIDEvalModelsLoader:
+    DISPLAY_NAME = "ConsisID Eval Models Loader"
+    LABEL = label(DISPLAY_NAME, "ConsisIDEvalModelsLoader")
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Loads the models that score identity as the ConsisID paper does: insightface buffalo_l (face detection and "
+        "ArcFace), CurricularFace IR-101 (face_encoder/glint360k_curricular_face_r101_backbone.bin), torchvision's "
+        "Inception-v3 file and CLIP ViT-B/32, from models/consisid/eval/ and the model folder. Nothing is downloaded."
+    )
+    RETURN_TYPES = (EVAL_MODELS,)
+    RETURN_NAMES = ("eval_models",)
+    OUTPUT_TOOLTIPS = ("The scoring models, for ConsisID Identity Score.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (model_folders.combo_names(), {"tooltip": (
+                "The ConsisID model folder whose face_encoder/ holds glint360k_curricular_face_r101_backbone.bin and "
+                "(or models/insightface/models/buffalo_l/) the buffalo_l pack. Inception-v3 "
+                "(inception_v3_google-0cc3c7bd.pth) and clip-vit-base-patch32/ go in models/consisid/eval/.")}),
+            "device": (DEVICES, {"default": "cpu", "tooltip": (
+                "Where IR-101, Inception and CLIP run: the CPU (about 10 s per video) or ComfyUI's device.")}),
+            "onnx_provider": (ONNX_PROVIDERS, {"default": "CPU", "tooltip": (
+                "Where onnxruntime runs buffalo_l (CUDA needs onnxruntime-gpu; falls back to CPU with a warning).")}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        from consisid_core.errors import ModelFilesError
+        from consisid_core.metrics import locate_eval_files
+
+        if model is None:
+            return True
+        try:
+            locate_eval_files(*_eval_dirs(model))
+        except (ModelFilesError, FileNotFoundError) as exc:
+            return f"{cls.LABEL}: {exc}"
+        return True
+
+    def load(self, model, device, onnx_provider):
+        from consisid_core.metrics import load_eval_models
+
+        with reported_as(self.LABEL):
+            face_dir, eval_dir, buffalo = _eval_dirs(model)
+            torch_device = "cpu" if device == "cpu" else str(comfy_bridge.torch_device())
+            key = (str(face_dir), str(eval_dir), str(buffalo), torch_device, onnx_provider)
+            if key not in _LOADED:
+                _LOADED.clear()
+                providers = ["CUDAExecutionProvider"] if onnx_provider == "CUDA" else ["CPUExecutionProvider"]
+                _LOADED[key] = load_eval_models(face_dir, eval_dir, torch_device, buffalo, onnx_providers=providers)
+        return (_LOADED[key],)
+
+
+def _report(s, prompt_given: bool) -> str:
+    lines = [f"protocol: {s.protocol}",
+             f"FaceSim-Arc {s.facesim_arc:.4f}   FaceSim-Cur {s.facesim_cur:.4f}",
+             f"CLIPScore {s.clipscore:.2f}" if s.clipscore is not None else
+             ("CLIPScore: n/a (empty prompt)" if not prompt_given else "CLIPScore: n/a"),
+             (f"FID {s.fid:.2f}" + (" (script's per-frame |a-b|^2)" if s.protocol == "consisid" else
+                                    " (Frechet: frames vs reference face)")) if s.fid is not None else "FID: n/a (no face)",
+             f"motion {s.motion:.2f} px/frame",
+             f"faces in {len(s.face_frames)} of {len(s.per_frame['frame_index'])} scored frames"]
+    missing = [int(i) for i, v in zip(s.per_frame["frame_index"], s.per_frame["facesim_arc"]) if np.isnan(v)]
+    if missing:
+        lines.append(f"no face in frames {missing}")
+    return "\n".join(lines)
+
+
+class ConsisIDIdentityScore:
+    DISPLAY_NAME = "ConsisID Identity Score"
+    LABEL = label(DISPLAY_NAME, "ConsisIDIdentityScore")
+    CATEGORY = CATEGORY
+    OUTPUT_NODE = True
+    DESCRIPTION = (
+        "Scores how well a video keeps the reference person's identity, with the ConsisID paper's metrics: FaceSim-Arc "
+        "and FaceSim-Cur (cosine of face embeddings, 0..1, higher is better), CLIPScore (prompt match), a face FID "
+        "(lower is better) and motion (mean optical flow, so a still video with a perfect face is visible). 16 frames "
+        "are scored; the plot shows each frame's FaceSim and marks frames without a face."
+    )
+    RETURN_TYPES = ("FLOAT", "FLOAT", "FLOAT", "FLOAT", "FLOAT", "STRING", "IMAGE")
+    RETURN_NAMES = ("facesim_arc", "facesim_cur", "clipscore", "fid", "motion", "report", "plot")
+    OUTPUT_TOOLTIPS = (
+        "ArcFace (buffalo_l) cosine to the reference face, clipped at 0, mean over frames with a face (0 if none).",
+        "CurricularFace IR-101 cosine to the reference face, clipped at 0, mean over frames with a face.",
+        "100 x CLIP cosine between frames and the prompt; -1 when no prompt was given.",
+        "Face FID (fixed: Frechet distance; consisid: the script's per-frame value); -1 when no frame had a face.",
+        "Mean Farneback optical-flow magnitude between consecutive frames, in pixels.",
+        "All scores as text.",
+        "Per-frame FaceSim-Arc/Cur plot; frames without a face are marked red.",
+    )
+    FUNCTION = "score"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "eval_models": (EVAL_MODELS, {"tooltip": "From ConsisID Eval Models Loader."}),
+                "frames": ("IMAGE", {"tooltip": "The video to score (e.g. ConsisID Decode's frames), at least 2 frames."}),
+                "reference": ("IMAGE", {"tooltip": "The photo of the person (the first image if a batch is given)."}),
+                "protocol": (PROTOCOLS, {"default": "fixed", "tooltip": (
+                    "fixed: RGB frames to CLIP and a real Frechet distance. consisid: exactly the paper's scripts, "
+                    "quirks included (BGR frames to CLIP, per-frame |a-b|^2 as 'FID'), to compare with published numbers.")}),
+            },
+            "optional": {
+                "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": (
+                    "The video's prompt, for CLIPScore (truncated to 77 CLIP tokens). Empty: no CLIPScore.")}),
+            },
+        }
+
+    def score(self, eval_models, frames, reference, protocol, prompt=""):
+        import torch
+
+        from consisid_core.metrics import score_video
+        from consisid_core.metrics.plots import facesim_plot
+
+        with reported_as(self.LABEL):
+            if eval_models is None:
+                raise fail(self.LABEL, "connect a ConsisID Eval Models Loader to eval_models.")
+            ref = reference[0] if getattr(reference, "ndim", 0) == 4 else reference
+            s = score_video(eval_models, frames, ref, prompt or None, protocol)
+            text = _report(s, bool(prompt and prompt.strip()))
+            plot = facesim_plot(s.per_frame, f"{protocol}: arc {s.facesim_arc:.3f}  cur {s.facesim_cur:.3f}")
+        image = torch.from_numpy(plot.astype(np.float32) / 255.0).unsqueeze(0)
+        values = (s.facesim_arc, s.facesim_cur, NOT_MEASURED if s.clipscore is None else s.clipscore,
+                  NOT_MEASURED if s.fid is None else s.fid, s.motion)
+        ui = {"text": [text]}
+        preview = _save_preview(plot)
+        if preview is not None:
+            ui["images"] = [preview]
+        return {"ui": ui, "result": (*map(float, values), text, image)}
+
+
+def _save_preview(plot: np.ndarray) -> dict | None:
+    """Write the plot to ComfyUI's temp folder so the node shows it (as PreviewImage does); None outside ComfyUI."""
+    import uuid
+
+    import cv2
+
+    try:
+        folder = Path(comfy_bridge.folder_paths().get_temp_directory())
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"consisid_facesim_{uuid.uuid4().hex[:10]}.png"
+        if not cv2.imwrite(str(folder / name), plot[:, :, ::-1]):
+            return None
+    except (ImportError, OSError, AttributeError):
+        return None
+    return {"filename": name, "subfolder": "", "type": "temp"}

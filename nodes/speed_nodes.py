@@ -1,0 +1,50 @@
+"""ConsisID TeaCache: a step-caching setting for the Sampler's optional `cache` input."""
+
+from __future__ import annotations
+
+from .errors import label, reported_as
+from .types import CACHE, CATEGORY
+
+
+class ConsisIDTeaCache:
+    DISPLAY_NAME = "ConsisID TeaCache"
+    LABEL = label(DISPLAY_NAME, "ConsisIDTeaCache")
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Speeds up the Sampler by skipping the transformer on steps whose timestep embedding barely changed "
+        "(TeaCache, as the ConsisID authors run it): a skipped step reuses the last computed step's change, face "
+        "injections included. The authors measured 1.6x / 2.1x / 2.7x at 0.1 / 0.15 / 0.2 on an H100; higher "
+        "thresholds skip more steps and lose more detail. Connect to the Sampler's cache input."
+    )
+    RETURN_TYPES = (CACHE,)
+    RETURN_NAMES = ("cache",)
+    OUTPUT_TOOLTIPS = ("The caching setting, for ConsisID Sampler's optional cache input.",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "threshold": ("FLOAT", {"default": 0.15, "min": 0.0, "max": 1.0, "step": 0.01, "round": 0.001, "tooltip": (
+                    "How much change to accumulate before computing a step again: 0.1 (1.6x), 0.15 (2.1x), "
+                    "0.2 (2.7x) on the authors' H100. 0 turns caching off.")}),
+                "mode": (["fixed", "reference"], {"default": "fixed", "tooltip": (
+                    "fixed: state kept per generation, honours start/end and offload. reference: exactly the "
+                    "authors' script, including its counter carried into the next run (re-runs can differ).")}),
+                "start_step": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": (
+                    "No step before this one is skipped (fixed mode); e.g. 5 keeps the layout-forming early steps exact.")}),
+                "end_step": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": (
+                    "No step from this one on is skipped (fixed mode); 0 = until the end. The last step is always computed.")}),
+                "offload_residuals": ("BOOLEAN", {"default": False, "tooltip": (
+                    "Keep the cached residuals (two video-sized tensors) in CPU memory instead of on the GPU; "
+                    "saves about 0.4 GB at 720x480x49 for one copy each way per step.")}),
+            }
+        }
+
+    def make(self, threshold, mode, start_step, end_step, offload_residuals):
+        from consisid_core.engine.teacache import TeaCache
+
+        with reported_as(self.LABEL):
+            cache = TeaCache(float(threshold), mode=mode, start_step=int(start_step),
+                             end_step=int(end_step) or None, offload=bool(offload_residuals))
+        return (cache,)

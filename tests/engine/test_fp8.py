@@ -1,0 +1,187 @@
+"""fp8 weight storage: what is stored in fp8 and what is not, bytes, error vs the model dtype, file untouched,
+every memory mode, the fast path's numerics and its refusal without fp8 tensor cores."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from torch import nn
+
+import consisid_core
+from consisid_core.engine.fp8 import FP8Linear, apply_weight_dtype, quantize, scaled_mm_linear, weight_bytes
+from consisid_core.engine.transformer_forward import transformer_forward
+from consisid_core.runtime import RuntimeSettingError, resolve_runtime
+from support.engine_inputs import PROMPT, face_image, identity
+
+FP8 = torch.float8_e4m3fn
+KEPT = ("patch_embed", "time_embedding", "norm", "local_facial_extractor", "perceiver_cross_attention", "proj_out")
+
+
+def _full_width_model(layers: int = 2):
+    """Real block width (48 heads x 64), real text width; a small face extractor (it is never stored in fp8).
+
+    Built on the meta device and filled from one pool of normal numbers scaled per layer (1/sqrt(fan-in)):
+    drawing 300M fresh numbers would take longer than the test.
+    """
+    from diffusers import ConsisIDTransformer3DModel
+
+    with torch.device("meta"):
+        model = ConsisIDTransformer3DModel(
+            num_attention_heads=48, attention_head_dim=64, in_channels=8, out_channels=4, time_embed_dim=512,
+            text_embed_dim=4096, num_layers=layers, sample_width=12, sample_height=8, sample_frames=9,
+            max_text_seq_length=16, use_rotary_positional_embeddings=True, use_learned_positional_embeddings=False,
+            is_train_face=True, cross_attn_interval=2, cross_attn_dim_head=128, cross_attn_num_heads=16,
+            LFE_id_dim=528, LFE_vit_dim=16, LFE_depth=5, LFE_dim_head=8, LFE_num_heads=2, LFE_num_id_token=2,
+            LFE_num_querie=4, LFE_output_dim=2048, LFE_ff_mult=1, LFE_num_scale=5,
+        )
+    model = model.to(torch.bfloat16).to_empty(device="cpu")
+    pool = torch.randn(1 << 22, generator=torch.Generator().manual_seed(0)).bfloat16()
+    with torch.no_grad():
+        for i, (name, param) in enumerate(model.named_parameters()):
+            flat = param.view(-1)
+            start = (i * 7919) % pool.numel()
+            for offset in range(0, flat.numel(), pool.numel() - start):
+                chunk = min(flat.numel() - offset, pool.numel() - start)
+                flat[offset:offset + chunk] = pool[start:start + chunk]
+            if param.ndim >= 2:
+                param.mul_(param.shape[-1] ** -0.5)
+            elif "norm" in name and name.endswith("weight"):
+                param.mul_(0.1).add_(1.0)
+            else:
+                param.mul_(0.02)
+    return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def full_width():
+    """One forward of the model in bf16, then the same model converted to fp8 in place and the same forward."""
+    model = _full_width_model()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, 12, generator=gen).bfloat16()
+    text = torch.randn(2, 16, 4096, generator=gen).bfloat16()
+    tokens = torch.randn(1, 4, 2048, generator=gen).bfloat16()
+    t = torch.tensor([500, 500])
+    sizes = {name: p.numel() * p.element_size() for name, p in model.named_parameters()}
+    total = weight_bytes(model)
+    with torch.no_grad():
+        ref = transformer_forward(model, x, text, t, None, tokens, 1.0).float()
+        apply_weight_dtype(model, "fp8_e4m3fn")
+        out = transformer_forward(model, x, text, t, None, tokens, 1.0).float()
+    return dict(model=model, ref=ref, out=out, sizes=sizes, total=total)
+
+
+def test_only_block_linears_outside_norms_are_fp8(full_width):
+    fp8 = full_width["model"]
+    for name, param in fp8.named_parameters():
+        stored_fp8 = param.dtype == FP8
+        assert stored_fp8 == (name.startswith("transformer_blocks.") and name.endswith(".weight")
+                              and "norm" not in name and param.ndim == 2), name
+        if any(k in name for k in KEPT) or name.endswith(".bias"):
+            assert param.dtype == torch.bfloat16, name
+    for name in ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2"):
+        layer = fp8.transformer_blocks[1].get_submodule(name)
+        assert isinstance(layer, FP8Linear) and layer.weight_scale.dtype == torch.float32
+
+
+def test_bytes_of_the_stored_layers_are_halved(full_width):
+    fp8, sizes = full_width["model"], full_width["sizes"]
+    converted = [n for n, p in fp8.named_parameters() if p.dtype == FP8]
+    before = sum(sizes[n] for n in converted)
+    after = sum(p.numel() for n, p in fp8.named_parameters() if n in converted) + 4 * len(converted)  # + scales
+    print(f"\nfull-width 2-layer model: fp8 layers {before / 2**20:.0f} -> {after / 2**20:.0f} MiB, whole transformer "
+          f"{full_width['total'] / 2**20:.0f} -> {weight_bytes(fp8) / 2**20:.0f} MiB")
+    assert abs(after / before - 0.5) < 1e-3
+    assert full_width["total"] - weight_bytes(fp8) == before - after
+
+
+def test_one_forward_in_fp8_is_close_to_the_model_dtype(full_width):
+    ref, out = full_width["ref"], full_width["out"]
+    error = ((out - ref).norm() / ref.norm()).item()
+    print(f"\nfull-width 2-layer forward, fp8_e4m3fn vs bf16: relative L2 error {error:.4f}")
+    assert 1e-4 < error < 0.05
+
+
+def test_fp8_layer_is_the_upcast_weight_times_its_scale():
+    layer = nn.Linear(64, 32).bfloat16()
+    holder = nn.Module()
+    holder.transformer_blocks = nn.ModuleList([nn.Module()])
+    holder.transformer_blocks[0].proj = layer
+    apply_weight_dtype(holder, "fp8_e4m3fn")
+    x = torch.randn(3, 64).bfloat16()
+    expected = torch.nn.functional.linear(x, layer.weight.float().mul(layer.weight_scale).bfloat16(), layer.bias)
+    assert isinstance(layer, FP8Linear) and torch.equal(layer(x), expected)
+
+
+def test_quantize_round_trips_within_fp8_precision():
+    w = torch.randn(64, 48) * 0.03
+    q, scale = quantize(w)
+    assert q.dtype == FP8 and scale.dtype == torch.float32
+    assert torch.log2(scale).item() == int(torch.log2(scale).item())  # a power of two: exact upcast
+    assert (q.float() * scale - w).abs().max() <= w.abs().max() * 2**-4  # 3 mantissa bits
+    assert q.float().abs().max() >= 224  # the range is used (a power-of-two scale uses half of it at worst)
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_load_with_fp8_leaves_the_file_untouched_and_every_memory_mode_agrees(tiny_model):
+    files = sorted((tiny_model / "transformer").glob("*.safetensors"))
+    before = [_sha(f) for f in files]
+    id_cond, hidden = identity()
+    common = dict(image=face_image(), id_cond=id_cond, id_vit_hidden=hidden, height=32, width=48, num_frames=9,
+                  num_inference_steps=2, seed=4)
+    default = consisid_core.load_engine(tiny_model, device="cpu", dtype=torch.float32).generate(PROMPT, **common)
+    videos = {}
+    for mode in ("none", "model_offload", "sequential_offload"):
+        engine = consisid_core.load_engine(tiny_model, device="cpu", dtype=torch.float32, memory_mode=mode,
+                                           weight_dtype="fp8_e4m3fn")
+        assert engine.transformer.transformer_blocks[0].ff.net[2].weight.dtype == FP8
+        videos[mode] = engine.generate(PROMPT, **common)
+    assert [_sha(f) for f in files] == before
+    assert all(torch.equal(v, videos["none"]) for v in videos.values())
+    assert 0 < (videos["none"] - default).abs().max() < 0.1
+
+
+def test_fast_fp8_is_refused_without_fp8_tensor_cores():
+    with pytest.raises(RuntimeSettingError) as error:
+        resolve_runtime(device="cpu", weight_dtype="fp8_e4m3fn_fast")
+    assert error.value.setting == "weight_dtype" and "fp8_e4m3fn" in str(error.value)
+    with pytest.raises(RuntimeSettingError) as error:
+        resolve_runtime(device="cpu", weight_dtype="int4")
+    assert error.value.setting == "weight_dtype"
+    assert resolve_runtime(device="cpu", weight_dtype="fp8_e4m3fn").weight_dtype == "fp8_e4m3fn"
+
+
+def test_scaled_mm_path_matches_the_upcast_path():
+    """torch._scaled_mm also exists on the CPU in recent torch; the kernel is the GPU's, the arithmetic the same."""
+    layer = nn.Linear(64, 32).bfloat16()
+    apply = nn.Module()
+    apply.transformer_blocks = nn.ModuleList([nn.Module()])
+    apply.transformer_blocks[0].proj = layer
+    apply_weight_dtype(apply, "fp8_e4m3fn")
+    x = torch.randn(2, 5, 64).bfloat16()
+    try:
+        fast = scaled_mm_linear(x, layer.weight, layer.weight_scale, layer.bias)
+    except (RuntimeError, NotImplementedError) as exc:
+        pytest.skip(f"torch._scaled_mm is not available on this CPU build: {exc}")
+    slow = layer(x)
+    error = ((fast.float() - slow.float()).norm() / slow.float().norm()).item()
+    assert fast.shape == slow.shape == (2, 5, 32) and error < 0.05  # only the input's fp8 rounding differs
+
+
+@pytest.mark.gpu
+def test_fast_fp8_on_a_gpu_with_fp8_tensor_cores():
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("needs an NVIDIA GPU with compute capability 8.9+ (not available here)")
+    layer = nn.Linear(3072, 3072).cuda().bfloat16()
+    holder = nn.Module()
+    holder.transformer_blocks = nn.ModuleList([nn.Module()])
+    holder.transformer_blocks[0].proj = layer
+    x = torch.randn(4, 256, 3072, device="cuda", dtype=torch.bfloat16)
+    ref = layer(x)
+    apply_weight_dtype(holder, "fp8_e4m3fn_fast")
+    out = layer(x)
+    assert ((out.float() - ref.float()).norm() / ref.float().norm()).item() < 0.05

@@ -1,0 +1,167 @@
+"""ComfyUI's memory manager is in charge of our models (no monkeypatch of ComfyUI), face models leave the GPU
+before sampling, and Cancel stops the decode and face extraction within one unit of work."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+
+from comfy_stub import harness
+from support.node_graph import nodes_of, tiny_prompt
+from support.pack import pack_module
+
+
+def _only(prompt: dict, class_type: str) -> str:
+    (node,) = nodes_of(prompt, class_type)
+    return node
+
+
+def _listed(mm) -> list:
+    """The real models behind ComfyUI's loaded-model list."""
+    return [entry.model.model for entry in mm.current_loaded_models if entry.model is not None]
+
+
+def _ours(engine) -> list:
+    return [engine.text_encoder, engine.transformer, engine.vae]
+
+
+def test_our_models_are_in_comfyuis_list_and_free_unloads_them_without_a_monkeypatch(comfyui):
+    import comfy.model_management as mm
+
+    original_unload = mm.unload_all_models
+    prompt = tiny_prompt(steps=1, attention="sdpa_math")  # settings no other test uses: only this test holds them
+    outputs = comfyui.run(prompt).outputs
+    handle = outputs[_only(prompt, "ConsisIDModelLoader")][0]
+    face_handle = outputs[_only(prompt, "ConsisIDFaceModelsLoader")][0]
+    engine = handle.get()
+    listed = _listed(mm)
+    assert all(any(m is model for m in listed) for model in _ours(engine)), "T5, transformer and VAE are registered"
+    assert any(isinstance(m, torch.nn.ModuleList) and m[-1] is face_handle.get().eva for m in listed), "face models too"
+    assert mm.unload_all_models is original_unload, "ComfyUI's functions are left as they are"
+
+    unloads = []
+    for patcher in handle._patchers.values():
+        patcher.on_unload = lambda patcher=patcher, unpin=patcher.on_unload: unloads.append(patcher.model) or unpin()
+    comfyui.run(tiny_prompt(steps=1, attention="sdpa_math", seed=8))
+    assert unloads == [], "stages do not unload our models (no reload per stage)"
+
+    mm.unload_all_models()  # the "Unload models" button / POST /free
+    assert sorted(map(id, unloads)) == sorted(map(id, _ours(engine))), "each unloaded once, through its patcher"
+    assert not any(m is model for m in _listed(mm) for model in _ours(engine))
+    assert all(not p.loaded for p in handle._patchers.values())
+    loads = handle.loads
+    assert handle.get() is engine and handle.loads == loads, "kept in RAM: back without reloading"
+
+    comfyui.run(prompt)  # and the next run loads them again through ComfyUI
+    assert all(any(m is model for m in _listed(mm)) for model in _ours(engine))
+    mm.unload_all_models()
+
+    # ComfyUI unloaded them, so the registry no longer pins them: dropping the node cache frees their RAM
+    del outputs, engine, listed
+    key, handle_ref = handle.settings, weakref.ref(handle)
+    del handle, face_handle
+    gc.collect()
+    assert handle_ref() is None
+    assert all(h.settings != key for h in comfyui.registry.handles("engine"))
+
+
+def test_another_model_evicts_ours_and_ours_evicts_it(comfyui):
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    prompt = tiny_prompt(steps=1)
+    handle = comfyui.run(prompt).outputs[_only(prompt, "ConsisIDModelLoader")][0]
+    engine = handle.get()
+    t5 = handle._patchers[id(engine.text_encoder)]
+    theirs = comfy.model_patcher.ModelPatcher(torch.nn.Linear(256, 256), torch.device("cpu"), torch.device("cpu"))
+    ours_loaded = sum(p.loaded_size() for p in handle._patchers.values())
+    assert ours_loaded > 0
+
+    mm.vram_capacity = ours_loaded + theirs.model_size() // 2  # both do not fit
+    mm.load_models_gpu([theirs])  # another pack's node loads its model
+    assert any(m is theirs.model for m in _listed(mm))
+    assert not all(p.loaded for p in handle._patchers.values()), "ComfyUI evicted some of ours for it"
+
+    keep = [entry for entry in mm.current_loaded_models if entry.model is theirs]
+    mm.free_memory(1e30, torch.device("cpu"), keep_loaded=keep)  # (the rest of ours leaves too)
+    mm.vram_capacity = t5.model_size() + theirs.model_size() // 2
+    engine.encode_text("a prompt", "")  # our next stage asks ComfyUI for the room it needs
+    assert t5.loaded and any(m is engine.text_encoder for m in _listed(mm))
+    assert theirs.loaded_size() == 0, "ours evicted theirs (ComfyUI unloaded its weights)"
+    mm.vram_capacity = None
+
+
+@pytest.mark.parametrize("mode, offloaded", [("model_offload", True), ("none", False)])
+def test_face_models_leave_the_gpu_before_sampling_except_in_mode_none(comfyui, monkeypatch, mode, offloaded):
+    events = []
+    prompt = tiny_prompt(steps=1, memory_mode=mode)
+    monkeypatch.setattr(pack_module("nodes.model_cache").FaceModelsHandle, "offload",
+                        lambda self: events.append("faces off"))
+    handle = comfyui.run(prompt).outputs[_only(prompt, "ConsisIDModelLoader")][0]
+    hook = handle.get().transformer.patch_embed.register_forward_pre_hook(lambda m, a: events.append("step"))
+    try:
+        comfyui.run(tiny_prompt(steps=1, memory_mode=mode, seed=77))
+    finally:
+        hook.remove()
+    assert ("faces off" in events) == offloaded
+    if offloaded:
+        assert events.index("faces off") < events.index("step"), "before the first denoising step"
+
+
+def test_cancel_during_decode_stops_within_one_chunk_and_the_next_run_works(comfyui):
+    import comfy.model_management as mm
+
+    prompt = tiny_prompt(steps=1, num_frames=17, vae_tiling=False, seed=3)  # 5 latent frames: 2 decoder chunks
+    engine = comfyui.run(prompt).outputs[_only(prompt, "ConsisIDModelLoader")][0].get()
+    chunks = []
+
+    def press_cancel(module, args):
+        chunks.append(1)
+        mm.interrupt_current_processing(True)  # what POST /interrupt does, while the first chunk starts
+
+    hook = engine.vae.decoder.register_forward_pre_hook(press_cancel)
+    try:
+        with pytest.raises(harness.NodeFailure) as failure:
+            comfyui.run(tiny_prompt(steps=1, num_frames=17, vae_tiling=False, seed=4))
+    finally:
+        hook.remove()
+    assert failure.value.node_id == _only(prompt, "ConsisIDDecode")
+    assert isinstance(failure.value.exception, mm.InterruptProcessingException)
+    assert chunks == [1], "no further chunk ran after Cancel"
+    frames = comfyui.run(prompt).outputs[_only(prompt, "ConsisIDDecode")][0]
+    assert frames.shape[0] == 17
+
+
+def test_cancel_during_face_extraction_stops_before_the_next_model(comfyui, monkeypatch):
+    import comfy.model_management as mm
+
+    prompt = tiny_prompt(steps=1, face_selection="central")
+    loader = comfyui.mappings["ConsisIDFaceModelsLoader"]()
+    inputs = prompt[_only(prompt, "ConsisIDFaceModelsLoader")]["inputs"]
+    (face_handle,) = loader.load(**inputs)
+    models = face_handle.get()
+    for handle in comfyui.registry.handles("face"):
+        handle._memo.clear()  # extract for real (not from an earlier test's memo)
+    eva_calls = []
+    hook = models.eva.register_forward_pre_hook(lambda m, a: eva_calls.append(1))
+    detect = models.landmarker.detect
+
+    def detect_then_cancel(bgr):
+        mm.interrupt_current_processing(True)
+        return detect(bgr)
+
+    monkeypatch.setattr(models.landmarker, "detect", detect_then_cancel)
+    try:
+        with pytest.raises(harness.NodeFailure) as failure:
+            comfyui.run(prompt)
+        assert isinstance(failure.value.exception, mm.InterruptProcessingException)
+        assert failure.value.class_type in ("ConsisIDFaceCropAlign", "ConsisIDLocalExtractor")
+        assert eva_calls == [], "EVA-CLIP never ran after Cancel"
+        monkeypatch.undo()
+        frames = comfyui.run(prompt).outputs[_only(prompt, "ConsisIDDecode")][0]
+        assert frames.shape[0] == 9 and eva_calls, "the face models work again"
+    finally:
+        hook.remove()

@@ -1,0 +1,82 @@
+"""ConsisID Parallel Workers in the canvas stand-in: the Sampler's denoising on two CPU worker processes (gloo)
+equals the single-process graph; progress, Cancel (all ranks stop at the same step, the group stays usable) and
+release (what /free does). One worker group is started for the whole module (tens of seconds on 2 cores)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from consisid_core.cancel import Cancelled
+from consisid_core.errors import ConsisIDError
+from support.engine_inputs import PROMPT, face_image, identity
+from support.node_graph import nodes_of, tiny_prompt
+from support.pack import pack_module
+
+pytestmark = pytest.mark.slow
+WORKERS = "90"
+
+
+def _frames(comfyui, prompt) -> torch.Tensor:
+    result = comfyui.run(prompt)
+    return result.outputs[nodes_of(prompt, "ConsisIDDecode")[0]][0]
+
+
+def _with_workers(prompt: dict) -> dict:
+    loader = nodes_of(prompt, "ConsisIDModelLoader")[0]
+    prompt[WORKERS] = {"class_type": "ConsisIDParallelWorkers",
+                       "inputs": {"model": [loader, 0], "cfg_parallel": True, "ulysses": 1, "ring": 1}}
+    prompt[nodes_of(prompt, "ConsisIDSampler")[0]]["inputs"]["parallel"] = [WORKERS, 0]
+    return prompt
+
+
+def test_sampler_on_parallel_workers_equals_one_process(comfyui):
+    single = _frames(comfyui, tiny_prompt(seed=11, steps=3, vae_tiling=False))
+    parallel = _frames(comfyui, _with_workers(tiny_prompt(seed=11, steps=3, vae_tiling=False)))
+    diff = (parallel - single).abs().max().item()
+    print(f"canvas graph on 2 CFG-parallel workers vs one process: max |frame difference| {diff:.2e}")
+    assert diff <= 1e-4
+    assert len(pack_module("nodes.parallel_node")._POOLS) == 1  # kept alive for the next run
+
+
+def _conditioning(engine):
+    lfe = engine.transformer.local_facial_extractor
+    id_cond, hidden = identity(id_dim=lfe.id_embedding_mapping[0].in_features,
+                               vit_dim=engine.transformer.config.LFE_vit_dim)
+    text = engine.encode_text(PROMPT, "ugly", with_negative=True)
+    return text, engine.encode_global(face_image(), height=32, width=48), engine.encode_local(id_cond, hidden)
+
+
+def test_progress_cancel_and_recovery(comfyui):
+    (pool,) = pack_module("nodes.parallel_node")._POOLS.values()
+    engine = comfyui.registry.handles("engine")[0].get()
+    text, global_cond, local = _conditioning(engine)
+    settings = dict(num_frames=9, num_inference_steps=4, guidance_scale=6.0, seed=3)
+    want = engine.denoise(text, global_cond, local, **settings).latents
+    seen: list = []
+    got = pool.denoise(text, global_cond, local, progress=lambda s, t: seen.append((s, t)), **settings)
+    assert (got.latents - want).abs().max().item() <= 1e-5
+    assert seen == [(i, 4) for i in range(1, 5)]
+
+    steps: list = []
+    with pytest.raises(Cancelled):
+        pool.denoise(text, global_cond, local, progress=lambda s, t: steps.append(s), should_cancel=lambda: bool(steps),
+                     **{**settings, "num_inference_steps": 50})
+    assert 1 <= len(steps) < 50  # stopped within the run
+
+    def interrupted(step, total):  # ComfyUI's progress bar raises on Cancel
+        raise KeyboardInterrupt("Processing interrupted")
+
+    with pytest.raises(KeyboardInterrupt):
+        pool.denoise(text, global_cond, local, progress=interrupted, **{**settings, "num_inference_steps": 50})
+    again = pool.denoise(text, global_cond, local, **settings)  # every rank stopped at the same step
+    assert (again.latents - want).abs().max().item() <= 1e-5
+
+
+def test_release_stops_the_workers(comfyui):
+    module = pack_module("nodes.parallel_node")
+    (pool,) = module._POOLS.values()
+    module.release_pools()
+    assert not pool.alive and not module._POOLS
+    with pytest.raises(ConsisIDError, match="load them again"):
+        pool.denoise(None, None, None, num_inference_steps=2)

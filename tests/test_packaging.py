@@ -1,0 +1,75 @@
+"""The repository installs as a normal package (only consisid_core + its assets) and runs from any folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of the repository's packaging files (the tree itself gets no build/ folder)."""
+    pytest.importorskip("setuptools", reason="building the wheel offline needs setuptools in this environment")
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md", "LICENSE", "__init__.py", "install.py", "requirements.txt"):
+        shutil.copy(REPO / name, src / name)
+    for folder in ("consisid_core", "nodes", "tests"):  # nodes/ and tests/ must stay out of the wheel
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                           str(out), str(src)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (built,) = out.glob("consisid-*.whl")
+    return built
+
+
+def test_wheel_holds_only_consisid_core_and_its_assets(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"consisid_core", f"{wheel.name.split('-py3')[0]}.dist-info"}
+    assert "consisid_core/assets/default_face.png" in names
+    entry_points = zipfile.ZipFile(wheel).read(f"{wheel.name.split('-py3')[0]}.dist-info/entry_points.txt").decode()
+    assert "consisid = consisid_core.cli:main" in entry_points
+
+
+def test_installed_package_runs_from_another_folder(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    code = ("import consisid_core, sys; from consisid_core.cli.generate import DEFAULT_FACE; "
+            "sys.exit(0 if DEFAULT_FACE.is_file() and consisid_core.__file__.startswith(sys.argv[1]) else 1)")
+    assert subprocess.run([sys.executable, "-c", code, str(target)], cwd=elsewhere, env=env, timeout=120).returncode == 0
+    done = subprocess.run([sys.executable, "-m", "consisid_core", "check-models", "--help"], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "check-models" in done.stdout, done.stderr[-1000:]
+
+
+def test_no_machine_specific_paths_in_the_repository():
+    """Skip messages, docs and scripts name folders relative to the repository, never a developer machine's."""
+    pattern = re.compile(r"(?<![\w./~-])/(?:work|root|home|Users|mnt|opt)/[\w.-]+")
+    skip = {".git", "__pycache__", "build", "dist", "node_modules"}
+    suffixes = {".py", ".sh", ".md", ".toml", ".txt", ".js", ".json", ".yaml", ".yml", ".cfg", ""}
+    offenders = []
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".venv")]
+        for name in files:
+            path = Path(folder) / name
+            if path.suffix not in suffixes:
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            offenders += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in pattern.finditer(text)]
+    assert not offenders, offenders

@@ -1,0 +1,88 @@
+"""prepare-data on synthetic clips: what is cached, the report for bad clips, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from consisid_core.training import clips as clip_io
+from consisid_core.training.manifest import read_manifest, usable
+from consisid_core.training.prepare import PrepareOptions, encode_clip, prepare_dataset
+
+
+def test_bad_clips_are_reported_and_the_good_one_cached(tmp_path, components, clips_dir):
+    report = prepare_dataset(components, clips_dir, tmp_path, options=PrepareOptions(mask="box"), log=lambda s: None)
+    assert report.ok == ["astronaut"]
+    reasons = report.skipped
+    assert set(reasons) == {"coffee", "short", "corrupt", "still", "photo"}
+    assert "no usable face" in reasons["coffee"]
+    assert "too short" in reasons["short"] and "6 frames" in reasons["short"]
+    assert "cannot be decoded" in reasons["corrupt"] or "no decodable frame" in reasons["corrupt"]
+    assert "still image" in reasons["still"] and "still image" in reasons["photo"]
+    text = (tmp_path / "report.txt").read_text()
+    for name in reasons:
+        assert f"skipped  {name}:" in text
+    entries = {e["id"]: e for e in read_manifest(tmp_path)}
+    assert entries["coffee"]["status"] == "skipped" and entries["astronaut"]["status"] == "ok"
+
+
+def test_cache_holds_what_training_needs(prepared, components, good_clip_dir):
+    (entry,) = usable(prepared)
+    info = components.info
+    tensors = load_file(str(prepared / entry["file"]))
+    latent_t = info.latent_frames(info.native_frames)
+    h, w = info.native_height // info.vae_spatial, info.native_width // info.vae_spatial
+    assert tensors["latents"].shape == (1, 2 * info.latent_channels, latent_t, h, w)
+    assert tensors["mask"].shape == (latent_t, h, w) and 0 < tensors["mask"].mean() < 1
+    assert tensors["prompt_embeds"].shape == (1, info.text_len, info.text_embed_dim)
+    # the window: native frame count at stride 3, centred in the 40-frame clip
+    assert entry["stride"] == 3 and entry["frames"] == [7 + 3 * i for i in range(9)]
+    # cached latents are the VAE's posterior of the window, resized and centre-cropped
+    frames = clip_io.read_frames(clip_io.ClipSource(good_clip_dir / "astronaut.mp4", "video"))
+    window = np.stack([clip_io.resize(clip_io.center_crop(frames[i], 32, 48), 32, 48) for i in entry["frames"]])
+    torch.testing.assert_close(tensors["latents"], encode_clip(components, window))
+    # the cached text is T5 of the sidecar caption
+    assert entry["caption"] == (good_clip_dir / "astronaut.txt").read_text()
+
+
+def test_cross_face_references_come_from_outside_the_window(prepared):
+    (entry,) = usable(prepared)
+    window = entry["frames"]
+    inside = [r for r in entry["refs"] if r["inside"]]
+    outside = [r for r in entry["refs"] if not r["inside"]]
+    assert len(inside) == 1 and window[0] <= inside[0]["frame"] <= window[-1]
+    assert outside and all(r["frame"] < window[0] or r["frame"] > window[-1] for r in outside)
+    tensors = load_file(str(prepared / entry["file"]))
+    for ref in entry["refs"]:
+        assert tensors[f"{ref['key']}.face"].shape == (512, 512, 3) and tensors[f"{ref['key']}.face"].dtype == torch.uint8
+        assert tensors[f"{ref['key']}.id_cond"].shape[0] == 1
+
+
+def test_resume_keeps_finished_clips_and_refuses_other_settings(tmp_path, components, good_clip_dir):
+    first = prepare_dataset(components, good_clip_dir, tmp_path, options=PrepareOptions(mask="box"), log=lambda s: None)
+    stamp = (tmp_path / "clips" / "astronaut.safetensors").stat().st_mtime_ns
+    # an interrupted write leaves half a line: it is ignored
+    with open(tmp_path / "manifest.jsonl", "a") as handle:
+        handle.write('{"id": "half')
+    again = prepare_dataset(components, good_clip_dir, tmp_path, options=PrepareOptions(mask="box"), log=lambda s: None)
+    assert first.ok == ["astronaut"] and again.ok == [] and again.already == ["astronaut"]
+    assert (tmp_path / "clips" / "astronaut.safetensors").stat().st_mtime_ns == stamp
+    from consisid_core.training.manifest import DatasetError
+
+    with pytest.raises(DatasetError, match="stride"):
+        prepare_dataset(components, good_clip_dir, tmp_path, options=PrepareOptions(mask="box", stride=2), log=lambda s: None)
+    assert json.loads((tmp_path / "dataset.json").read_text())["stride"] == 3
+
+
+def test_window_and_outside_frames():
+    window, stride = clip_io.choose_window(40, 9, 3)
+    assert stride == 3 and window == list(range(7, 32, 3))
+    assert clip_io.choose_window(12, 9, 3)[1] == 1  # short clip: the stride is lowered
+    with pytest.raises(clip_io.ClipError, match="too short"):
+        clip_io.choose_window(8, 9, 3)
+    outside = clip_io.outside_window(40, window, 4)
+    assert len(outside) == 4 and all(i <= 4 or i >= 34 for i in outside)
