@@ -325,6 +325,9 @@ ROWS: list[Callable[[Context], list[Row]]] = [row_load, row_step_time, row_atten
 from gpu_parallel import row_parallel  # noqa: E402  (multi-GPU section: uses Row and Context above)
 
 ROWS.append(row_parallel)
+from gpu_speed import row_speed  # noqa: E402  (TeaCache, fp8, fast fp8, compiled blocks)
+
+ROWS.append(row_speed)
 
 # ---- report ------------------------------------------------------------------------------------------------------
 

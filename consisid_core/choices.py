@@ -11,3 +11,7 @@ ONNX_PROVIDERS = ("cpu", "cuda")  # where antelopev2 runs (the nodes show them u
 VAE_TILING = ("auto", "on", "off")
 FACE_SELECTIONS = ("largest", "central", "reference")  # or a 0-based face index
 FACE_INDEX = "index"  # the nodes' choice that means "use the face_index input"
+SCORE_PROTOCOLS = ("fixed", "consisid")  # identity metrics: fixed (default) or the paper scripts' exact quirks
+WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast")  # transformer block weight storage (engine/fp8.py)
+COMPILE_CHOICES = ("off", "blocks")  # torch.compile of the transformer blocks (engine/compile_blocks.py)
+TEACACHE_MODES = ("fixed", "reference")  # engine/teacache.py

@@ -36,6 +36,15 @@ def is_model_folder(path: PathLike) -> bool:
     return folder.is_dir() and any((folder / part).exists() for part in (MODEL_INDEX, *COMPONENT_DIRS))
 
 
+def is_given_model_folder(path: PathLike) -> bool:
+    """Whether a path given by hand is one model folder rather than a models/ or consisid/ folder.
+
+    Only pieces a ComfyUI models/ folder never holds count (it has its own vae/): model_index.json, transformer/.
+    """
+    folder = Path(path)
+    return (folder / MODEL_INDEX).is_file() or (folder / "transformer").is_dir()
+
+
 def list_model_folders(roots: Iterable[PathLike]) -> list[Path]:
     """Model folders directly under the given roots, sorted by name; the first root wins on equal names."""
     found: dict[str, Path] = {}

@@ -138,7 +138,7 @@ def attention_problem(attention: str, device: torch.device, dtype: torch.dtype) 
         return f"attention '{attention}' is not usable here ({error}); choose 'sdpa' or reinstall it for this torch"
     if attention in CUDA_ONLY_ATTENTION and device.type != "cuda":
         return f"attention '{attention}' needs a CUDA GPU but the device is '{device}'; choose one of {list(CPU_ATTENTION)}"
-    if False and attention in HALF_ONLY_ATTENTION and dtype not in (torch.float16, torch.bfloat16):
+    if attention in HALF_ONLY_ATTENTION and dtype not in (torch.float16, torch.bfloat16):
         return (f"attention '{attention}' runs only in bf16/fp16 but the precision is "
                 f"{DTYPE_NAMES.get(dtype, dtype)}; choose precision bf16 (or fp16), or attention 'sdpa'")
     if attention != "sdpa" and device.type == "cuda":

@@ -17,6 +17,8 @@ PRECISIONS = list(choices.PRECISIONS)
 MEMORY_MODES = list(choices.MEMORY_MODES)
 ONNX_PROVIDERS = [p.upper() for p in choices.ONNX_PROVIDERS]
 FACE_DEVICES = ["default", "cpu"]
+WEIGHT_DTYPES = list(choices.WEIGHT_DTYPES)
+COMPILE_CHOICES = list(choices.COMPILE_CHOICES)
 
 MODEL_TOOLTIP = (
     "A ConsisID model folder in ComfyUI/models/consisid/ (the BestWishYsh/ConsisID-preview layout: "
@@ -37,7 +39,8 @@ def engine_runtime(settings: EngineSettings):
     from consisid_core.runtime import resolve_runtime
 
     return resolve_runtime(device=settings.device, dtype=settings.precision, attention=settings.attention,
-                           memory_mode=settings.memory_mode)
+                           memory_mode=settings.memory_mode, weight_dtype=settings.weight_dtype,
+                           compile=settings.compile)
 
 
 def face_runtime(settings: FaceSettings):
@@ -86,7 +89,17 @@ class ConsisIDModelLoader:
                     "sdpa_cudnn force one CUDA kernel; sdpa_math is the slow exact reference; sageattention and "
                     "flash_attn are listed when they import with this torch. On the CPU only sdpa and sdpa_math work; "
                     "sdpa_flash, sdpa_cudnn, sageattention and flash_attn need bf16 or fp16.")}),
-            }
+            },
+            "optional": {
+                "weight_dtype": (WEIGHT_DTYPES, {"default": "default", "tooltip": (
+                    "Storage of the transformer blocks' weights. default: the precision above (12.4 GB in bf16). "
+                    "fp8_e4m3fn: 8-bit weights with one scale per tensor, upcast per layer (7.7 GB, small "
+                    "rounding differences). fp8_e4m3fn_fast: the same weights multiplied in fp8 (RTX 40xx, L4, "
+                    "H100 or newer only).")}),
+                "compile": (COMPILE_CHOICES, {"default": "off", "tooltip": (
+                    "blocks: torch.compile each transformer block (the first run compiles for a minute or more, "
+                    "later runs are faster; needs triton on CUDA). Not with sequential_offload.")}),
+            },
         }
 
     @classmethod
@@ -106,13 +119,14 @@ class ConsisIDModelLoader:
             return f"{cls.LABEL}: {exc}"
         return True
 
-    def load(self, model, precision, memory_mode, attention):
+    def load(self, model, precision, memory_mode, attention, weight_dtype="default", compile="off"):
         with reported_as(self.LABEL):
             folder = model_folders.find_model(model)
             if folder is None:
                 raise fail(self.LABEL, model_folders.missing_folder_message(model))
             device = comfy_bridge.torch_device()
-            settings = EngineSettings(settings_path(folder), precision, memory_mode, attention, str(device))
+            settings = EngineSettings(settings_path(folder), precision, memory_mode, attention, str(device),
+                                      weight_dtype=weight_dtype, compile=compile)
             _check_runtime(self.LABEL, lambda: engine_runtime(settings))  # refused before anything loads
             handle = REGISTRY.handle(settings, lambda: EngineHandle(settings, _load_engine))
             handle.get()

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
+from consisid_core import choices
+
 from . import comfy_bridge, model_folders
 from .errors import fail, label, reported_as
 from .types import CATEGORY, EVAL_MODELS
 
-PROTOCOLS = ["fixed", "consisid"]
+PROTOCOLS = list(choices.SCORE_PROTOCOLS)
 DEVICES = ["cpu", "default"]
-ONNX_PROVIDERS = ["CPU", "CUDA"]
+ONNX_PROVIDERS = [p.upper() for p in choices.ONNX_PROVIDERS]
 NOT_MEASURED = -1.0
 _LOADED: dict[tuple, object] = {}  # one set of scoring models kept between runs
 

@@ -37,6 +37,8 @@ class EngineSettings:
     memory_mode: str
     attention: str
     device: str
+    weight_dtype: str = "default"  # fp8 storage of the transformer blocks (consisid_core.engine.fp8)
+    compile: str = "off"  # "blocks": torch.compile each transformer block
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from .types import CATEGORY, MODEL, PARALLEL
 _log = logging.getLogger("ConsisID")
 _LOCK = threading.Lock()
 _POOLS: dict[tuple, Any] = {}  # (engine settings, layout) -> ParallelPool; one group alive at a time
+_PATCHERS: list = []  # the ComfyUI model patcher standing for the live group (unloading it stops the workers)
 
 
 def release_pools() -> None:
@@ -21,13 +22,32 @@ def release_pools() -> None:
         for pool in _POOLS.values():
             pool.close()
         _POOLS.clear()
+        _PATCHERS.clear()
+
+
+def _register(pool_bytes: int) -> None:
+    """Put the worker group in ComfyUI's loaded-model list, sized like one rank's model, so /free, the Unload
+    button and other models' memory needs stop it like any other model."""
+    import torch
+
+    from consisid_core.engine.offload import Placement
+
+    from . import comfy_memory
+
+    if not _PATCHERS:
+        stand_in = torch.nn.Module()
+        stand_in.workers = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # the patcher reads a dtype
+        patcher = comfy_memory.make_patcher(stand_in, Placement(torch.device("cpu"), managed=True), release_pools)
+        patcher.size = pool_bytes
+        _PATCHERS.append(patcher)
+    comfy_memory.load(_PATCHERS)
 
 
 class ParallelWorkers:
     """What the Sampler receives: the layout and the model settings; the workers start on first use."""
 
-    def __init__(self, settings: Any, config: Any, device: str) -> None:
-        self.settings, self.config, self.device = settings, config, device
+    def __init__(self, settings: Any, config: Any, device: str, model_bytes: int = 0) -> None:
+        self.settings, self.config, self.device, self.bytes = settings, config, device, model_bytes
 
     def pool(self):
         """The running worker group for these settings (started, or restarted after a crash or /free)."""
@@ -37,6 +57,7 @@ class ParallelWorkers:
         with _LOCK:
             pool = _POOLS.get(key)
             if pool is not None and pool.alive:
+                _register(self.bytes)
                 return pool
             for other in _POOLS.values():
                 other.close()
@@ -47,7 +68,8 @@ class ParallelWorkers:
                 "memory_mode": self.settings.memory_mode}
             pool = ParallelPool(self.settings.path, self.config, device=self.device, runtime=runtime)
             _POOLS[key] = pool
-            return pool
+        _register(self.bytes)
+        return pool
 
 
 class ConsisIDParallelWorkers:
@@ -87,4 +109,12 @@ class ConsisIDParallelWorkers:
             config = ParallelConfig(bool(cfg_parallel), int(ulysses), int(ring))
             config.validate(config.world_size)
             device = "cuda" if str(comfy_bridge.torch_device()).startswith("cuda") else "cpu"
-        return (ParallelWorkers(model.settings, config, device),)
+        return (ParallelWorkers(model.settings, config, device, _model_bytes(model.settings.path)),)
+
+
+def _model_bytes(path: str) -> int:
+    """Bytes of the transformer's weight files: what each worker holds on its GPU."""
+    from pathlib import Path
+
+    folder = Path(path) / "transformer"
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else 0

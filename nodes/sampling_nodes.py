@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from consisid_core import choices
+
 from . import comfy_bridge, prompt_checks, sizes
 from .errors import fail, label, reported_as
 from .model_cache import REGISTRY
@@ -12,7 +14,7 @@ from .types import CACHE, CATEGORY, GLOBAL, LATENTS, LOCAL, MODEL, PARALLEL, TEX
 _log = logging.getLogger("ConsisID")
 
 PREVIEW_UPSCALE = 8  # latent pixels -> video pixels
-NOISE_DEVICES = ["cpu", "gpu"]
+NOISE_DEVICES = list(choices.NOISE_DEVICES)
 NOISE_TOOLTIP = (
     "Where the seed's noise is drawn. cpu: the same noise for a seed on every machine. gpu: a generator on the "
     "GPU, as the original code's torch.Generator(\"cuda\"), so its seeds give its noise. Either way the GPU "
@@ -83,12 +85,14 @@ class ConsisIDSampler:
                     "prompt and runs twice as fast.")}),
                 "use_dynamic_cfg": ("BOOLEAN", {"default": False, "tooltip": (
                     "CogVideoX's cosine guidance schedule (guidance grows over the steps); off as in the original code.")}),
-                "width": ("INT", {"default": 720, "min": 16, "max": sizes.MAX_SIDE, "step": 16, "tooltip": (
+                "width": ("INT", {"default": sizes.FAMILY.native_width, "min": sizes.SIZE_MULTIPLE, "max": sizes.MAX_SIDE,
+                                  "step": sizes.SIZE_MULTIPLE, "tooltip": (
                     "Video width. ConsisID-preview has learned position embeddings and only generates 720x480; "
                     "other sizes are refused before the run starts.")}),
-                "height": ("INT", {"default": 480, "min": 16, "max": sizes.MAX_SIDE, "step": 16, "tooltip": (
+                "height": ("INT", {"default": sizes.FAMILY.native_height, "min": sizes.SIZE_MULTIPLE, "max": sizes.MAX_SIDE,
+                                   "step": sizes.SIZE_MULTIPLE, "tooltip": (
                     "Video height (480 for ConsisID-preview).")}),
-                "num_frames": ("INT", {"default": 49, "min": sizes.MIN_FRAMES, "max": sizes.MAX_FRAMES,
+                "num_frames": ("INT", {"default": sizes.FAMILY.native_frames, "min": sizes.MIN_FRAMES, "max": sizes.MAX_FRAMES,
                                        "step": sizes.FRAME_STEP, "tooltip": (
                     "Frames to generate: 8k+1 (9, 17, ... 49). 49 frames (6 s at 8 fps) is what the model was "
                     "trained on; other counts work with lower quality.")}),
@@ -138,6 +142,7 @@ class ConsisIDSampler:
                                                 should_cancel=comfy_bridge.throw_if_interrupted, **settings)
             if cache is not None:
                 _log.info("%s: %s", self.LABEL, cache.summary())
+                return {"ui": {"teacache": [cache.stats]}, "result": (Latents(video, model.settings),)}
         return (Latents(video, model.settings),)
 
     def _check_text(self, engine, text) -> None:

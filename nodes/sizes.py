@@ -12,10 +12,10 @@ from consisid_core.engine.info import ModelInfo
 
 from . import model_folders
 
-_FAMILY = ModelInfo.from_configs({}, {})  # CogVideoX-5B's rules, shared by every ConsisID checkpoint, before one is known
-SIZE_MULTIPLE = _FAMILY.size_multiple  # VAE x8 and transformer patch 2
-FRAME_STEP = _FAMILY.frame_step  # 4x temporal VAE: only 8k+1 frames decode to exactly that many
-MIN_FRAMES = _FAMILY.min_frames
+FAMILY = ModelInfo.from_configs({}, {})  # ConsisID-preview's configs' values: the rules before a checkpoint is known
+SIZE_MULTIPLE = FAMILY.size_multiple  # VAE x8 and transformer patch 2
+FRAME_STEP = FAMILY.frame_step  # 4x temporal VAE: only 8k+1 frames decode to exactly that many
+MIN_FRAMES = FAMILY.min_frames
 MAX_SIDE = 4096
 MAX_FRAMES = 1025
 RANGES = {"width": (SIZE_MULTIPLE, MAX_SIDE), "height": (SIZE_MULTIPLE, MAX_SIDE), "num_frames": (MIN_FRAMES, MAX_FRAMES)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from consisid_core import choices
+
 from .errors import label, reported_as
 from .types import CACHE, CATEGORY
 
@@ -28,7 +30,7 @@ class ConsisIDTeaCache:
                 "threshold": ("FLOAT", {"default": 0.15, "min": 0.0, "max": 1.0, "step": 0.01, "round": 0.001, "tooltip": (
                     "How much change to accumulate before computing a step again: 0.1 (1.6x), 0.15 (2.1x), "
                     "0.2 (2.7x) on the authors' H100. 0 turns caching off.")}),
-                "mode": (["fixed", "reference"], {"default": "fixed", "tooltip": (
+                "mode": (list(choices.TEACACHE_MODES), {"default": "fixed", "tooltip": (
                     "fixed: state kept per generation, honours start/end and offload. reference: exactly the "
                     "authors' script, including its counter carried into the next run (re-runs can differ).")}),
                 "start_step": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": (

@@ -90,6 +90,7 @@ def test_row_problems_name_the_row_and_line(tmp_path, faces):
     ("steps=30,cfg=7;ConsisIDDecode.vae_tiling=false", {"steps": "30", "cfg": "7", "ConsisIDDecode.vae_tiling": "false"}),
     ("negative_prompt=blurry, ugly, steps=20", {"negative_prompt": "blurry, ugly", "steps": "20"}),
     ("steps=30\ncfg=7", {"steps": "30", "cfg": "7"}),
+    ("steps=30, 8.cfg=7", {"steps": "30", "8.cfg": "7"}),
 ])
 def test_overrides_accept_semicolons_and_commas(text, expected):
     assert parse_overrides(text) == expected

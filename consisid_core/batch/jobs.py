@@ -49,7 +49,7 @@ def _norm(name: str) -> str:
 
 
 # `;` and new lines always separate overrides; a `,` only when a `key=` follows, so values may hold commas
-_OVERRIDE_SEPARATOR = re.compile(r"[;\n]|,(?=\s*[A-Za-z_][\w.]*\s*=)")
+_OVERRIDE_SEPARATOR = re.compile(r"[;\n]|,(?=\s*\w[\w.]*\s*=)")
 
 
 def parse_overrides(text: str) -> dict[str, str]:

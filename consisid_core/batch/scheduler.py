@@ -51,6 +51,8 @@ def run_batch(jobs: list[Job], options: BatchOptions) -> BatchSummary:
         }
         if len(result.get("outputs") or []) > 1:
             record["outputs"] = result["outputs"]
+        if result.get("teacache"):  # steps the sampler computed / skipped with TeaCache
+            record["teacache"] = result["teacache"]
         log.write(record)
         with lock:
             summary.records.append(record)

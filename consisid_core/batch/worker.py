@@ -17,6 +17,7 @@ from .jobs import Job, file_digest
 from .journal import ResultsLog
 from .options import ERROR, FAILED, MAX_ATTEMPTS, OK, RETIRE_AFTER, BatchOptions
 from .progress import ProgressDisplay
+from .teacache_override import teacache_stats
 from .websocket import WebSocket, WebSocketError
 
 
@@ -140,7 +141,7 @@ class Worker(threading.Thread):
             destination = os.path.join(self.options.out_dir, f"{stem}{suffix}{ext}")
             self.client.download(item["filename"], item["subfolder"], item["type"], destination)
             saved.append(destination)
-        return {"status": OK, "output": saved[0], "outputs": saved}
+        return {"status": OK, "output": saved[0], "outputs": saved, "teacache": teacache_stats(entry)}
 
     def run_job(self, job: Job, prompt_id: str | None = None) -> dict:
         """Submit (unless resuming a known prompt id), wait, download. Returns the result fields."""

@@ -9,6 +9,7 @@ import re
 
 from .. import node_ids
 from ..errors import ConsisIDError
+from .teacache_override import apply_teacache_override
 
 LOAD_IMAGE = "LoadImage"  # ComfyUI's core node
 TEXT_ENCODE = node_ids.TEXT_ENCODE
@@ -150,7 +151,9 @@ def apply_job(
             raise WorkflowError(f"the workflow has no {SAMPLER} node to set the seed on")
         for node_id in samplers:
             patched[node_id]["inputs"]["seed"] = int(seed)
-    for key, text in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    apply_teacache_override(patched, overrides)  # teacache / teacache_start / teacache_end (may add a node)
+    for key, text in overrides.items():
         for node_id, name in resolve_override(patched, key):
             inputs = patched[node_id].setdefault("inputs", {})
             try:

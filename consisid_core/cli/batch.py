@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one job may take, above 0 (default %(default)s)")
     parser.add_argument("--retry-failed", action="store_true", help="run again the jobs that failed in an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    from .score_args import add_score_arguments  # batch --score (identity metrics of every video)
+
+    add_score_arguments(parser)
     parser.add_argument("--parallel", default=None, metavar="LAYOUT",
                         help="each server renders on a group of GPUs: cfg, ulysses=K, ring=R comma-separated "
                              "(e.g. cfg or cfg,ulysses=2); adds a ConsisID Parallel Workers node to the workflow")
@@ -45,7 +48,15 @@ def run(args: argparse.Namespace) -> int:
     if layout is not None:
         options.workflow = with_parallel_workers(options.workflow, layout)
     jobs = load_jobs(args.jobs)
+    if args.score:  # missing scoring files stop the run before any video is made
+        from .score_args import check_score_files
+
+        check_score_files(args)
     summary = run_batch(jobs, options)
+    if args.score:
+        from .score_args import score_batch
+
+        score_batch(args, jobs, options.out_dir)
     print(
         f"{summary.ok} ok, {summary.failed} failed, {summary.errors} errors, "
         f"{summary.skipped} skipped (done earlier, {summary.earlier_failures} of them failed), "

@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+from ..choices import SCORE_PROTOCOLS
+
 DEFAULT_MODEL = Path("models") / "consisid" / "ConsisID-preview"
 
 
@@ -16,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the reference photo, or a folder of photos (each video uses the photo whose name starts "
                              "the video's file or folder name)")
     parser.add_argument("--prompts", default=None, help="CSV with columns video,prompt (adds CLIPScore)")
-    parser.add_argument("--protocol", choices=("fixed", "consisid"), default="fixed",
+    parser.add_argument("--protocol", choices=SCORE_PROTOCOLS, default="fixed",
                         help="fixed (default): RGB to CLIP and a real set FID; consisid: the paper scripts' exact "
                              "behaviour (BGR to CLIP, per-frame |a-b|^2 'FID')")
     parser.add_argument("--out", type=Path, default=Path("scores.csv"), help="CSV to write (default %(default)s)")

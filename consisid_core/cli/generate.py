@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     # one checked setting for the face models and the engine (the nodes resolve theirs the same way)
     runtime = resolve_runtime(device=args.device, dtype=args.dtype, noise_device=args.noise_device,
-                              attention=args.attention, memory_mode=OFFLOAD[args.offload])
+                              attention=args.attention, memory_mode=OFFLOAD[args.offload],
+                              weight_dtype=args.weight_dtype, compile=args.compile)
     device, dtype = str(runtime.device), runtime.dtype_name
     face_path = args.face or DEFAULT_FACE
     check_arguments(args, face_path)  # everything checkable without a model, before anything is loaded

@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..choices import COMPILE_CHOICES, WEIGHT_DTYPES
+
 
 def add_teacache_arguments(parser: argparse.ArgumentParser) -> None:
+    """--teacache/--teacache-start/--teacache-end, and --weight-dtype/--compile (they go into the runtime setting)."""
+    parser.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="default",
+                        help="storage of the transformer blocks' weights: default (the model dtype), fp8_e4m3fn "
+                             "(12.4 -> 7.7 GB, upcast per layer) or fp8_e4m3fn_fast (fp8 matmuls; RTX 40xx/L4/H100+)")
+    parser.add_argument("--compile", choices=COMPILE_CHOICES, default="off",
+                        help="blocks: torch.compile each transformer block (first run compiles; not with "
+                             "--offload sequential)")
     parser.add_argument("--teacache", type=float, default=0.0, metavar="THRESH",
                         help="TeaCache step caching threshold: 0.1 / 0.15 / 0.2 gave 1.6x / 2.1x / 2.7x for the "
                              "ConsisID authors on an H100 (higher = faster, less exact); 0 = off (default)")

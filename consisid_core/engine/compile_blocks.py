@@ -15,7 +15,7 @@ import shutil
 import torch
 from torch import nn
 
-COMPILE_CHOICES = ("off", "blocks")
+from ..choices import COMPILE_CHOICES
 
 
 def compile_choice(value: object) -> str:

@@ -107,8 +107,8 @@ class ConsisIDEngine:
         `kps_cond` is 5 (x, y) points in the face image's frame, or a ready keypoint image; it is ignored
         unless the checkpoint's config has `is_kps`, exactly as the reference.
         """
-        height = height or self.info.native_height
-        width = width or self.info.native_width
+        height = self.info.native_height if height is None else height
+        width = self.info.native_width if width is None else width
         checks.check_size(self.info, height, width)
         face = to_pil_rgb(image)
         face_tensor = preprocess(self.video_processor, face, height, width).to(self.device, dtype=self.dtype)
@@ -149,7 +149,7 @@ class ConsisIDEngine:
         text: TextConditioning,
         global_cond: GlobalConditioning,
         local: LocalConditioning,
-        num_frames: int = 49,
+        num_frames: int | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 6.0,
         use_dynamic_cfg: bool = False,
@@ -164,7 +164,9 @@ class ConsisIDEngine:
         """Check the settings (see `check_settings`), then sample the video latents.
 
         The noise comes from `generator`, else from a generator seeded with `seed` on `noise_device`.
-        `cache`: a `TeaCache` to skip the block loop on some steps (its `stats` report which)."""
+        `cache`: a `TeaCache` to skip the block loop on some steps (its `stats` report which).
+        `num_frames` None: the checkpoint's native count."""
+        num_frames = self.info.native_frames if num_frames is None else num_frames
         num_frames = self.check_settings(global_cond.height, global_cond.width, num_frames, snap_frames=snap_frames)
         checks.check_steps_and_guidance(num_inference_steps, guidance_scale)
         generator = generator or self.make_generator(seed, noise_device)
@@ -242,9 +244,9 @@ class ConsisIDEngine:
         id_cond: torch.Tensor | None = None,
         id_vit_hidden: Sequence[torch.Tensor] | None = None,
         kps_cond=None,
-        height: int = 480,
-        width: int = 720,
-        num_frames: int = 49,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 6.0,
         use_dynamic_cfg: bool = False,
@@ -258,10 +260,14 @@ class ConsisIDEngine:
     ) -> torch.Tensor:
         """Prompt + face image + identity features -> frames [F, H, W, 3] float32 in [0, 1].
 
-        `noise_device` 'cpu' or 'gpu' (see `make_generator`); None = the runtime setting's choice."""
+        `noise_device` 'cpu' or 'gpu' (see `make_generator`); None = the runtime setting's choice.
+        Sizes left as None are the checkpoint's native ones (ModelInfo)."""
         if image is None:
             raise UnsupportedInputError("image (the aligned face from the face pipeline) is required")
-        num_frames = self.check_settings(height, width, num_frames)
+        info = self.info
+        height = info.native_height if height is None else height
+        width = info.native_width if width is None else width
+        num_frames = self.check_settings(height, width, info.native_frames if num_frames is None else num_frames)
         checks.check_steps_and_guidance(num_inference_steps, guidance_scale)
         generator = self.make_generator(seed, noise_device)  # a bad noise_device fails before any model runs
         cache = check_cache(cache)

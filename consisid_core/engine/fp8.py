@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import WEIGHT_DTYPES
 from ..errors import UnsupportedInputError
 
-WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast")
 FP8 = getattr(torch, "float8_e4m3fn", None)
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 FAST_MIN_CAPABILITY = (8, 9)  # Ada / Hopper and newer have fp8 tensor cores

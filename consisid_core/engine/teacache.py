@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..choices import TEACACHE_MODES
 from ..errors import UnsupportedInputError
 
 # numpy.poly1d order (highest power first), as published for ConsisID (the CogVideoX-5B fit)
 COEFFICIENTS = (-1.53880483e03, 8.43202495e02, -1.34363087e02, 7.97131516e00, -5.23162339e-02)
-TEACACHE_MODES = ("fixed", "reference")
 
 
 def rescaled_distance(emb: torch.Tensor, previous: torch.Tensor) -> float:
@@ -136,7 +136,7 @@ class TeaCacheRun:
     def _fixed_rule(self, emb: torch.Tensor) -> bool:
         state, i, cache = self.state, self.step, self.cache
         end = self.num_steps if cache.end_step is None else min(cache.end_step, self.num_steps)
-        if i == 0 or i == self.num_steps - 1 or i < cache.start_step or i >= end or state.previous_emb is None:
+        if i == 0 or i == self.num_steps - 1 or i >= end or state.previous_emb is None:
             compute = True
             state.accumulated = 0.0
         else:

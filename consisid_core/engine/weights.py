@@ -1,7 +1,8 @@
 """Safe weight reading and frugal model construction: a skeleton without weights, filled tensor by tensor.
 
 `build_model` streams each tensor from disk straight into the model, cast on the way, so host RAM peaks at
-about the loaded model's size plus one tensor (never a whole state dict next to the model).
+about the loaded model's size plus one tensor (never a whole state dict next to the model); tensors already
+in the wanted dtype are zero-copy views of the mapped file.
 """
 
 from __future__ import annotations
@@ -39,12 +40,16 @@ def _safetensors_header(handle, file: Path) -> tuple[dict, int]:
     return header, 8 + size
 
 
-def _iter_safetensors(file: Path, source: str) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) one at a time with plain reads (no mmap, no second copy)."""
+def _iter_safetensors(file: Path, source: str, dtype: torch.dtype | None) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) one at a time. A tensor kept as stored is a zero-copy view of a private mapping of the
+    file (read from disk only when used). One to be cast to `dtype` is read into a reused scratch buffer and
+    is valid only until the next one is yielded: the caller casts it at once, so only the cast copy stays."""
     try:
         handle = open(file, "rb")
+        size = file.stat().st_size
     except OSError as exc:
         raise _unreadable(file, exc, source) from exc
+    mapped, scratch = None, torch.empty(0, dtype=torch.uint8)
     with handle:
         try:
             header, start = _safetensors_header(handle, file)
@@ -53,14 +58,28 @@ def _iter_safetensors(file: Path, source: str) -> Iterator[tuple[str, torch.Tens
             raise _unreadable(file, exc, source) from exc
         for name, entry in entries:
             try:
-                dtype = _ST_DTYPES[entry["dtype"]]
-                begin, end = entry["data_offsets"]
-                tensor = torch.empty(entry["shape"], dtype=dtype)
-                if end > begin:
-                    handle.seek(start + begin)
-                    if handle.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy())) != end - begin:
-                        raise ValueError(f"tensor {name} ends past the end of the file")
-            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+                stored = _ST_DTYPES[entry["dtype"]]
+                begin, end = (start + o for o in entry["data_offsets"])
+                if end > size:
+                    raise ValueError(f"tensor {name} ends past the end of the file")
+                keep = dtype is None or not stored.is_floating_point or stored == dtype
+                if keep and begin % stored.itemsize == 0:
+                    if mapped is None:
+                        storage = torch.UntypedStorage.from_file(str(file), shared=False, nbytes=size)
+                        mapped = torch.empty(0, dtype=torch.uint8).set_(storage)
+                    tensor = mapped[begin:end].view(stored).view(entry["shape"])
+                else:
+                    if keep:
+                        raw = torch.empty(end - begin, dtype=torch.uint8)
+                    else:
+                        if scratch.numel() < end - begin:
+                            scratch = torch.empty(end - begin, dtype=torch.uint8)
+                        raw = scratch[: end - begin]
+                    handle.seek(begin)
+                    if end > begin:
+                        handle.readinto(memoryview(raw.numpy()))
+                    tensor = raw.view(stored).view(entry["shape"])
+            except (KeyError, ValueError, RuntimeError, TypeError, OSError) as exc:
                 raise _unreadable(file, exc, source) from exc
             yield name, tensor
 
@@ -76,11 +95,13 @@ def _iter_pickle(file: Path, source: str) -> Iterator[tuple[str, torch.Tensor]]:
         yield name, part.pop(name)
 
 
-def iter_tensors(files: Iterable[Path], source: str) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every (name, tensor) of the weight files, one at a time (safetensors, or .bin via weights_only load)."""
+def iter_tensors(files: Iterable[Path], source: str, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every (name, tensor) of the weight files, one at a time (safetensors, or .bin via weights_only load);
+    `dtype`: the floating dtype they will be cast to (tensors already in it are not copied)."""
     for file in files:
         file = Path(file)
-        yield from (_iter_safetensors(file, source) if file.suffix == ".safetensors" else _iter_pickle(file, source))
+        yield from (_iter_safetensors(file, source, dtype) if file.suffix == ".safetensors"
+                    else _iter_pickle(file, source))
 
 
 def read_state_dict(files: Iterable[Path], source: str) -> dict[str, torch.Tensor]:
@@ -150,7 +171,7 @@ def build_model(cls, config: dict, weights: Mapping[str, torch.Tensor] | Iterabl
     with _parameters_on_meta():
         model = cls.from_config(config)
     slots = _slots(model)
-    tensors = weights.items() if isinstance(weights, Mapping) else iter_tensors(weights, source)
+    tensors = weights.items() if isinstance(weights, Mapping) else iter_tensors(weights, source, dtype)
     unexpected, filled = [], set()
     with torch.no_grad():
         for key, tensor in tensors:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import catalog
+from .. import catalog, model_folder
 from ..errors import ModelFilesError
 from .inception import INCEPTION_FILE, INCEPTION_URL
 from .ir101 import IR101_FILE
@@ -49,10 +49,8 @@ class EvalFiles:
 
 
 def face_encoder_folder(path: str | os.PathLike) -> Path:
-    """Accept a ConsisID model folder as well as its `face_encoder/`."""
-    path = Path(path).expanduser()
-    nested = path / catalog.FACE_ENCODER_DIR
-    return nested if path.name != catalog.FACE_ENCODER_DIR and nested.is_dir() else path
+    """Accept a ConsisID model folder as well as its `face_encoder/` (the rule of consisid_core.model_folder)."""
+    return model_folder.face_encoder_dir(path)
 
 
 def buffalo_candidates(face_dir: Path, explicit: str | os.PathLike | None) -> list[Path]:

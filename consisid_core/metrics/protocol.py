@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import SCORE_PROTOCOLS as PROTOCOLS
 from ..errors import UnsupportedInputError
 
 NUM_FRAMES = 16
-PROTOCOLS = ("fixed", "consisid")
 
 
 def face_frame_indices(total: int, protocol: str = "fixed", count: int = NUM_FRAMES) -> np.ndarray:

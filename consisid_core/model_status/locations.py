@@ -91,7 +91,7 @@ def report_for_path(path: str | None = None, extra_paths_yaml: str | None = None
         guess = os.path.join(os.path.dirname(path), "extra_model_paths.yaml")
         extra_paths_yaml = guess if os.path.basename(path) == "models" and os.path.isfile(guess) else None
     extra = read_extra_model_paths(extra_paths_yaml) if extra_paths_yaml else {}
-    if os.path.isfile(os.path.join(path, model_folder.MODEL_INDEX)) or os.path.isdir(os.path.join(path, "transformer")):
+    if model_folder.is_given_model_folder(path):
         insight = [d for d in _roots(os.path.dirname(os.path.dirname(path)), catalog.INSIGHTFACE_FOLDER_KEY, extra)
                    if os.path.isdir(d)]
         return ModelsReport([os.path.dirname(path)], insight, [check_model_folder(path, insight)])

@@ -105,7 +105,7 @@ def choose_window(num_frames: int, native: int, stride: int) -> tuple[list[int],
 def outside_window(num_frames: int, window: list[int], count: int, min_distance: int = 3) -> list[int]:
     """Up to `count` frame indices outside [window[0], window[-1]], at least `min_distance` from it, spread evenly."""
     lo, hi = window[0], window[-1]
-    candidates = [i for i in range(num_frames) if i <= lo + 5 or i >= hi + min_distance]
+    candidates = [i for i in range(num_frames) if i <= lo - min_distance or i >= hi + min_distance]
     if len(candidates) <= count:
         return candidates
     picks = np.linspace(0, len(candidates) - 1, count).round().astype(int)

@@ -64,10 +64,15 @@ def test_cancel_stops_face_extraction_at_the_next_model_call(face_models, photos
             flag["stop"] = True  # the user presses Cancel while RetinaFace runs
             return landmarker_detect(bgr)
 
+        arcface_calls = []
+        for method in ("embed", "embed_aligned"):
+            original = getattr(face_models.recognizer, method)
+            monkeypatch.setattr(face_models.recognizer, method,
+                                lambda *a, original=original: arcface_calls.append(1) or original(*a))
         monkeypatch.setattr(face_models.landmarker, "detect", detect_then_cancel)
         with pytest.raises(Cancelled):
             extract_identity(face_models, photos["astronaut"], should_cancel=lambda: asked.append(1) or flag["stop"])
-        assert eva_calls == [], "stopped before the next model (EVA-CLIP never ran)"
+        assert arcface_calls == [] and eva_calls == [], "stopped before the next model call (ArcFace never ran)"
         assert len(asked) == 3, "checked before the detector, after it, and after RetinaFace"
         monkeypatch.undo()
         ident = extract_identity(face_models, photos["astronaut"], should_cancel=lambda: False)

@@ -44,3 +44,15 @@ def test_scores_join_the_journal(fast_models, photos, tmp_path):
     assert "per prompt:" in format_summary(summary) and "a man on the moon" in format_summary(summary)
     score_results(str(tmp_path), jobs, fast_models, "fixed", log=lambda _: None)  # a rerun scores nothing again
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 5
+
+
+def test_batch_score_refuses_missing_scoring_files_before_running(photos, tmp_path, capsys):
+    from consisid_core.cli import main as cli_main
+
+    Image.fromarray(photos["astronaut"]).save(tmp_path / "a.png")
+    (tmp_path / "jobs.csv").write_text("face,prompt\na.png,a man\n", encoding="utf-8")
+    code = cli_main(["batch", "--server", "http://127.0.0.1:9", "--jobs", str(tmp_path / "jobs.csv"), "--out",
+                     str(tmp_path / "out"), "--no-progress", "--score", "--score-model", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert code == 2 and "glint360k_curricular_face_r101_backbone.bin" in err and "det_10g.onnx" in err
+    assert not (tmp_path / "out" / "results.jsonl").exists()  # nothing was sent to a server

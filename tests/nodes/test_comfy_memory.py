@@ -153,13 +153,17 @@ def test_cancel_during_face_extraction_stops_before_the_next_model(comfyui, monk
         mm.interrupt_current_processing(True)
         return detect(bgr)
 
+    arcface_calls = []
+    for method in ("embed", "embed_aligned"):
+        original = getattr(models.recognizer, method)
+        monkeypatch.setattr(models.recognizer, method, lambda *a, original=original: arcface_calls.append(1) or original(*a))
     monkeypatch.setattr(models.landmarker, "detect", detect_then_cancel)
     try:
         with pytest.raises(harness.NodeFailure) as failure:
             comfyui.run(prompt)
         assert isinstance(failure.value.exception, mm.InterruptProcessingException)
         assert failure.value.class_type in ("ConsisIDFaceCropAlign", "ConsisIDLocalExtractor")
-        assert eva_calls == [], "EVA-CLIP never ran after Cancel"
+        assert arcface_calls == [] and eva_calls == [], "no further model ran after Cancel"
         monkeypatch.undo()
         frames = comfyui.run(prompt).outputs[_only(prompt, "ConsisIDDecode")][0]
         assert frames.shape[0] == 9 and eva_calls, "the face models work again"

@@ -21,6 +21,7 @@ CONTRACT = {
     "ConsisIDLoRA": "ConsisID LoRA",
     "ConsisIDEvalModelsLoader": "ConsisID Eval Models Loader",
     "ConsisIDIdentityScore": "ConsisID Identity Score",
+    "ConsisIDParallelWorkers": "ConsisID Parallel Workers",
 }
 CORE_TYPES = {"IMAGE", "CLIP", "INT", "FLOAT", "STRING", "BOOLEAN"}
 

@@ -36,7 +36,11 @@ def test_sampler_on_parallel_workers_equals_one_process(comfyui):
     diff = (parallel - single).abs().max().item()
     print(f"canvas graph on 2 CFG-parallel workers vs one process: max |frame difference| {diff:.2e}")
     assert diff <= 1e-4
-    assert len(pack_module("nodes.parallel_node")._POOLS) == 1  # kept alive for the next run
+    module = pack_module("nodes.parallel_node")
+    assert len(module._POOLS) == 1  # kept alive for the next run
+    import comfy.model_management as mm
+
+    assert any(m.model is module._PATCHERS[0] for m in mm.current_loaded_models), "in ComfyUI's loaded-model list"
 
 
 def _conditioning(engine):
@@ -73,10 +77,13 @@ def test_progress_cancel_and_recovery(comfyui):
     assert (again.latents - want).abs().max().item() <= 1e-5
 
 
-def test_release_stops_the_workers(comfyui):
+def test_comfyuis_unload_stops_the_workers(comfyui):
+    import comfy.model_management as mm
+
     module = pack_module("nodes.parallel_node")
-    (pool,) = module._POOLS.values()
-    module.release_pools()
+    ((settings, config), pool) = next(iter(module._POOLS.items()))
+    assert module.ParallelWorkers(settings, config, "cpu").pool() is pool  # the live group, listed in this server
+    mm.unload_all_models()  # the "Unload models" button / POST /free
     assert not pool.alive and not module._POOLS
     with pytest.raises(ConsisIDError, match="load them again"):
         pool.denoise(None, None, None, num_inference_steps=2)

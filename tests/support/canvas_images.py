@@ -1,6 +1,7 @@
-"""Make the canvas pictures the repository ships, with a real ComfyUI and headless Chromium: each template's
-thumbnail (example_workflows/<name>.jpg, the whole graph) and the README screenshot (workflows/consisid_basic.jpg,
-the VHS workflow as it opens in a 1280x720 window), plus PNGs of each opened workflow in OUT for review.
+"""Make the canvas pictures the repository ships, with a real ComfyUI and headless Chromium: the two main
+templates' thumbnails (example_workflows/<name>.jpg, the whole graph) and the README screenshot
+(workflows/consisid_basic.jpg, the VHS workflow as it opens in a 1280x720 window), plus PNGs of each opened
+workflow in OUT for review.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/its/python python tests/support/canvas_images.py OUT
 
@@ -76,7 +77,9 @@ def make_images(out: Path) -> list[Path]:
     from support.canvas_view import WINDOW
     from support.node_graph import DEFAULT_PHOTO, FACE_FILE, MODEL_NAME, install_tiny_model
     from support.pack import REPO
-    from support.workflows import BASIC_UI, UI_DIR, UI_TO_API
+    from support.workflows import BASIC_UI, CORE_VIDEO_UI, UI_DIR, UI_TO_API
+
+    canvas_thumbnails = (BASIC_UI, CORE_VIDEO_UI)  # other templates ship a picture of their own (e.g. a score chart)
 
     browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
     if browser is None or not os.environ.get("COMFYUI_DIR"):
@@ -100,6 +103,8 @@ def make_images(out: Path) -> list[Path]:
                 if name == BASIC_UI:
                     _jpeg(opened, REPO / "workflows" / "consisid_basic.jpg")
                     written.append(REPO / "workflows" / "consisid_basic.jpg")
+                if name not in canvas_thumbnails:
+                    continue
                 whole = asyncio.run(_shoot(comfy_server, browser, server.url + "/", base / "p2",
                                            (THUMB_WINDOW, THUMB_WINDOW), workflow, True))
                 _jpeg(whole, UI_DIR / f"{title}.jpg", (THUMB_SIZE, THUMB_SIZE))

@@ -62,6 +62,11 @@ def write_clip(path: Path, frames: np.ndarray, caption: str | None = CAPTION) ->
 
 
 @pytest.fixture(scope="session")
+def pan_zoom():
+    return pan_zoom_frames
+
+
+@pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     return pytest.importorskip("skimage.data").astronaut()
 

@@ -33,15 +33,11 @@ def canvas(comfy_base, lora_run):
 
 
 def _with_loras(prompt: dict, strengths: list[float]) -> dict:
+    """The workflow with LoRA nodes in front of the sampler, as the batch `lora` override inserts them."""
+    from consisid_core.batch.lora_override import add_lora_nodes
+
     prompt = copy.deepcopy(prompt)
-    (loader,) = nodes_of(prompt, "ConsisIDModelLoader")
-    (sampler,) = nodes_of(prompt, "ConsisIDSampler")
-    source = [loader, 0]
-    for i, strength in enumerate(strengths):
-        prompt[str(900 + i)] = {"class_type": "ConsisIDLoRA",
-                                "inputs": {"model": source, "lora_name": LORA_FILE, "strength": strength}}
-        source = [str(900 + i), 0]
-    prompt[sampler]["inputs"]["model"] = source
+    add_lora_nodes(prompt, "+".join(f"{LORA_FILE}:{s}" for s in strengths))
     return prompt
 
 
@@ -98,3 +94,20 @@ def test_generate_with_lora(tmp_path, train_model, lora_run, capsys):
     assert main(["generate", "--model", str(train_model), "--out", str(tmp_path / "x.mp4"),
                  "--lora", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors: no such file" in capsys.readouterr().err
+
+
+def test_batch_lora_override_builds_the_chain():
+    from consisid_core.batch.lora_override import add_lora_nodes, parse_lora_override
+    from consisid_core.errors import ConsisIDError
+
+    assert parse_lora_override("a.safetensors:0.8+ b.safetensors") == [("a.safetensors", 0.8), ("b.safetensors", 1.0)]
+    assert parse_lora_override("") == []
+    with pytest.raises(ConsisIDError, match="not a .safetensors"):
+        parse_lora_override("a.ckpt")
+    prompt = tiny_prompt()
+    (loader,) = nodes_of(prompt, "ConsisIDModelLoader")
+    (sampler,) = nodes_of(prompt, "ConsisIDSampler")
+    added = add_lora_nodes(prompt, "a.safetensors:0.5+b.safetensors")
+    first, second = (prompt[i] for i in added)
+    assert first["inputs"] == {"model": [loader, 0], "lora_name": "a.safetensors", "strength": 0.5}
+    assert second["inputs"]["model"] == [added[0], 0] and prompt[sampler]["inputs"]["model"] == [added[1], 0]

@@ -86,3 +86,20 @@ def test_window_and_outside_frames():
         clip_io.choose_window(8, 9, 3)
     outside = clip_io.outside_window(40, window, 4)
     assert len(outside) == 4 and all(i <= 4 or i >= 34 for i in outside)
+
+
+def test_parsed_masks_fall_back_to_the_face_box(haar_face_models, astronaut, pan_zoom):
+    from consisid_core.training.face_track import box_mask, detect_track, face_masks, parsed_mask
+
+    frames = [clip_io.center_crop(f, 32, 48) for f in pan_zoom(astronaut, 3)]
+    track = detect_track(haar_face_models, frames)
+    assert all(face is not None for face in track)
+    masks, fallbacks = face_masks(haar_face_models, frames, track, "parse")
+    assert masks.shape == (3, *frames[0].shape[:2]) and masks.min() >= 0 and masks.max() == 1
+    for i, face in enumerate(track):
+        parsed = parsed_mask(haar_face_models, frames[i], face)
+        expected = box_mask(frames[i].shape[:2], face.bbox) if parsed is None else parsed
+        assert np.array_equal(masks[i], expected)
+    assert 0 <= fallbacks <= 3
+    boxes, _ = face_masks(haar_face_models, frames, [track[0], None, track[2]], "box")
+    assert np.array_equal(boxes[1], boxes[0])  # a frame without a face takes the nearest detected frame's mask

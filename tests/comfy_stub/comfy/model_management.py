@@ -130,7 +130,7 @@ def get_free_memory(dev=None, torch_free_too=False):
     return (free, free) if torch_free_too else free
 
 
-def free_memory(memory_required, device, keep_loaded=[]):
+def free_memory(memory_required, device, keep_loaded=[]):  # noqa: B006  (ComfyUI's signature; only read)
     """ComfyUI's order: least-offloaded, least-referenced models first, until `memory_required` is free."""
     calls["free_memory"] += 1
     can_unload, unloaded = [], []

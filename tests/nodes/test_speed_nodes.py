@@ -1,4 +1,5 @@
-"""ConsisID TeaCache node: its cache reaches the Sampler, gives the engine's cached video and logs computed/skipped."""
+"""Speed nodes: the TeaCache node reaches the Sampler (same video as the engine, logs computed/skipped); the DiT
+Loader's fp8 weight storage and compile options."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def test_cache_node_equals_engine_generate_with_the_same_cache(comfyui, caplog):
     cache = result.outputs["tc"][0]
     assert cache.stats["skipped"] > 0 and all(i >= 2 for i in cache.stats["skipped_steps"])
     assert any("ConsisID Sampler" in r.message and "steps computed" in r.message for r in caplog.records)
+    from consisid_core.batch.teacache_override import teacache_stats
+
+    assert teacache_stats({"outputs": result.ui}) == cache.stats  # what the batch records for the job
 
     engine = result.outputs[nodes_of(prompt, "ConsisIDModelLoader")[0]][0].get()
     aligned = result.outputs[nodes_of(prompt, "ConsisIDFaceCropAlign")[0]][0][0]
@@ -48,3 +52,19 @@ def test_bad_cache_setting_names_the_node(comfyui):
         comfyui.run(prompt)
     assert failure.value.node_id == "tc"
     assert "ConsisID TeaCache (ConsisIDTeaCache)" in str(failure.value.exception)
+
+
+def test_dit_loader_stores_the_blocks_in_fp8_and_refuses_compile_with_sequential_offload(comfyui):
+    prompt = tiny_prompt(steps=1)
+    loader = nodes_of(prompt, "ConsisIDModelLoader")[0]
+    prompt[loader]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    result = comfyui.run(prompt)
+    engine = result.outputs[loader][0].get()
+    assert engine.transformer.transformer_blocks[0].attn1.to_q.weight.dtype == torch.float8_e4m3fn
+    assert tuple(result.outputs[nodes_of(prompt, "ConsisIDDecode")[0]][0].shape) == (9, 32, 48, 3)
+
+    prompt = tiny_prompt(steps=1, memory_mode="sequential_offload")
+    prompt[loader]["inputs"]["compile"] = "blocks"
+    with pytest.raises(harness.NodeFailure) as failure:
+        comfyui.run(prompt)
+    assert failure.value.node_id == loader and "sequential_offload" in str(failure.value.exception)
