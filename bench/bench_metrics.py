@@ -38,12 +38,14 @@ def make_video(frames: int):
     return np.stack(out)
 
 
-def timed(fn, repeat: int):
+def timed(fn, repeat: int, label: str = ""):
     best, value = float("inf"), None
     for _ in range(repeat):
         start = time.perf_counter()
         value = fn()
         best = min(best, time.perf_counter() - start)
+    if label:
+        print(f"  {label}: {best:.2f}s", flush=True)
     return best, value
 
 
@@ -63,19 +65,19 @@ def ours(model_dir: Path, video, repeat: int) -> dict:
     frames = [video[i] for i in idx]
     res = {"load": t_load}
     res["faces (detect+align+ArcFace)"], faces = timed(
-        lambda: [find_scoring_face(m.detector, m.recognizer, f) for f in [photo, *frames]], repeat)
+        lambda: [find_scoring_face(m.detector, m.recognizer, f) for f in [photo, *frames]], repeat, "x")
     crops = [f.crop_rgb for f in faces if f is not None]
-    res["FaceSim-Cur (IR-101)"], _ = timed(lambda: curricular_embeddings(m.curricular, crops), repeat)
+    res["FaceSim-Cur (IR-101)"], _ = timed(lambda: curricular_embeddings(m.curricular, crops), repeat, "x")
 
     def fid():
         feats = fid_mod.inception_features(m.inception, crops)
         return [fid_mod.pairwise_fid(feats[0], f) for f in feats[1:]]
-    res["FID (Inception + per-frame)"], _ = timed(fid, repeat)
+    res["FID (Inception + per-frame)"], _ = timed(fid, repeat, "x")
     clip_frames = [video[i][:, :, ::-1].copy() for i in clip_frame_indices(len(video), "consisid")]
-    res["CLIPScore"], _ = timed(lambda: m.clip.scores(clip_frames, PROMPT), repeat)
-    res["motion (Farneback, all frames)"], _ = timed(lambda: flow_magnitudes(list(video)), repeat)
-    res["score_video consisid (all metrics)"], s = timed(lambda: score_video(m, video, photo, PROMPT, "consisid"), repeat)
-    res["score_video fixed (all metrics)"], _ = timed(lambda: score_video(m, video, photo, PROMPT, "fixed"), repeat)
+    res["CLIPScore"], _ = timed(lambda: m.clip.scores(clip_frames, PROMPT), repeat, "x")
+    res["motion (Farneback, all frames)"], _ = timed(lambda: flow_magnitudes(list(video)), repeat, "x")
+    res["score_video consisid (all metrics)"], s = timed(lambda: score_video(m, video, photo, PROMPT, "consisid"), repeat, "x")
+    res["score_video fixed (all metrics)"], _ = timed(lambda: score_video(m, video, photo, PROMPT, "fixed"), repeat, "x")
     res["_values"] = (s.facesim_arc, s.facesim_cur, s.fid, s.clipscore, float(np.mean(s.per_frame["motion"])))
     return res
 
@@ -127,7 +129,7 @@ def reference(model_dir: Path, video, repeat: int) -> dict:
         return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), face["embedding"]
 
     res = {"load": t_load}
-    res["faces (detect+align+ArcFace)"], faces = timed(lambda: [process(f) for f in [photo, *frames]], repeat)
+    res["faces (detect+align+ArcFace)"], faces = timed(lambda: [process(f) for f in [photo, *frames]], repeat, "x")
     crops = [f[0] for f in faces if f is not None]
 
     @torch.no_grad()
@@ -138,7 +140,7 @@ def reference(model_dir: Path, video, repeat: int) -> dict:
             e = cur_model(x.div_(255).sub_(0.5).div_(0.5)).numpy()[0]
             out.append(e / np.linalg.norm(e))
         return out
-    res["FaceSim-Cur (IR-101)"], _ = timed(cur, repeat)
+    res["FaceSim-Cur (IR-101)"], _ = timed(cur, repeat, "x")
 
     def activations(c):
         x = transforms.ToTensor()(transforms.Resize((299, 299))(Image.fromarray(c))).unsqueeze(0)
@@ -156,7 +158,7 @@ def reference(model_dir: Path, video, repeat: int) -> dict:
     def fid():
         real = activations(crops[0])
         return [calculate_fid(real, activations(c)) for c in crops[1:]]
-    res["FID (Inception + per-frame)"], _ = timed(fid, repeat)
+    res["FID (Inception + per-frame)"], _ = timed(fid, repeat, "x")
 
     clip_frames = [video[int(i * len(video) / 16)][:, :, ::-1].copy() for i in range(16)]
 
@@ -164,7 +166,7 @@ def reference(model_dir: Path, video, repeat: int) -> dict:
     def clipscore():
         inputs = proc(text=PROMPT, images=clip_frames, return_tensors="pt", padding=True, truncation=True)
         return clip(**inputs).logits_per_image.mean().item()
-    res["CLIPScore"], _ = timed(clipscore, repeat)
+    res["CLIPScore"], _ = timed(clipscore, repeat, "x")
     return res
 
 
@@ -182,7 +184,9 @@ def main() -> None:
     video = make_video(args.frames)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = write_eval_models(Path(tmp), full_clip=True)
+        print("ours:", flush=True)
         mine = ours(model_dir, video, args.repeat)
+        print("reference chain:", flush=True)
         ref = reference(model_dir, video, args.repeat)
     print(f"\nseconds per {args.frames}-frame 720x480 video, CPU, {args.threads} threads (best of {args.repeat})")
     print(f"{'metric':36s} {'ours':>8s} {'reference':>10s} {'ratio':>7s}")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .catalog import ALL_FILES, HF_REPO
+from .catalog import ALL_FILES, FACE_ENCODER_DIR, HF_REPO
 from .errors import ConsisIDError
+from .model_folder import COMPONENT_DIRS, MODEL_INDEX
 
 # Whole component folders (their shard names vary between uploads) plus each face file the pack uses.
-ALLOW_PATTERNS = ["model_index.json", "transformer/*", "vae/*", "text_encoder/*", "tokenizer/*", "scheduler/*"] + [
+ALLOW_PATTERNS = [MODEL_INDEX] + [f"{c}/*" for c in COMPONENT_DIRS if c != FACE_ENCODER_DIR] + [
     entry.path for entry in ALL_FILES if entry.component in ("face_encoder", "antelopev2") and entry.required
 ]
 

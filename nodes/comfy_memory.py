@@ -137,6 +137,7 @@ def manage_engine(engine, on_unload: Callable[[], None] | None = None) -> dict[i
         if ref() is not None:
             load(patchers.get(id(m)) for m in models)
 
+    engine.placement.before_use = before_use
     engine.should_cancel = comfy_bridge.throw_if_interrupted
     return patchers
 

@@ -73,3 +73,12 @@ def test_no_machine_specific_paths_in_the_repository():
                 continue
             offenders += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in pattern.finditer(text)]
     assert not offenders, offenders
+
+
+def test_the_test_command_leaves_the_main_environment_alone():
+    """tests/run.sh installs test extras (opencv-python<5 among them): never into the README's main .venv."""
+    run = (REPO / "tests" / "run.sh").read_text(encoding="utf-8")
+    default = re.search(r'VENV="\$\{CONSISID_VENV:-([^}]+)\}"', run)
+    main_command = re.search(r"python3 -m venv (\S+) && (\S+)/bin/pip install", (REPO / "README.md").read_text(encoding="utf-8"))
+    assert default and main_command, "tests/run.sh's CONSISID_VENV default or the README's main command moved"
+    assert default.group(1).strip("./") != main_command.group(1).strip("./")

@@ -58,3 +58,9 @@ def add_lora_nodes(workflow: dict, text: str) -> list[str]:
             added.append(node_id)
         workflow[sampler]["inputs"]["model"] = source
     return added
+
+
+def apply_lora_override(workflow: dict, overrides: dict[str, str]) -> None:
+    """Take the `lora` key out of `overrides` (in place) and add its LoRA nodes to the workflow."""
+    if "lora" in overrides:
+        add_lora_nodes(workflow, overrides.pop("lora"))

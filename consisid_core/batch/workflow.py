@@ -9,6 +9,7 @@ import re
 
 from .. import node_ids
 from ..errors import ConsisIDError
+from .lora_override import apply_lora_override
 from .teacache_override import apply_teacache_override
 
 LOAD_IMAGE = "LoadImage"  # ComfyUI's core node
@@ -153,6 +154,7 @@ def apply_job(
             patched[node_id]["inputs"]["seed"] = int(seed)
     overrides = dict(overrides or {})
     apply_teacache_override(patched, overrides)  # teacache / teacache_start / teacache_end (may add a node)
+    apply_lora_override(patched, overrides)  # lora=NAME.safetensors[:STRENGTH][+...] (adds ConsisID LoRA nodes)
     for key, text in overrides.items():
         for node_id, name in resolve_override(patched, key):
             inputs = patched[node_id].setdefault("inputs", {})

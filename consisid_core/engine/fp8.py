@@ -93,6 +93,7 @@ def apply_weight_dtype(transformer: nn.Module, weight_dtype: str) -> nn.Module:
     modules = dict(transformer.named_modules())
     for name in fp8_layer_names(transformer):
         layer = modules[name]
+        layer.compute_dtype = layer.weight.dtype  # peft reads this: LoRA adapters stay in the model dtype
         q, scale = quantize(layer.weight)
         layer.weight = nn.Parameter(q, requires_grad=False)
         layer.register_buffer("weight_scale", scale.to(q.device))
@@ -104,3 +105,4 @@ def apply_weight_dtype(transformer: nn.Module, weight_dtype: str) -> nn.Module:
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of all parameters and buffers."""
     return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+

@@ -9,6 +9,7 @@ set `before_use` so ComfyUI's memory manager makes room (and may evict us) throu
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -178,18 +179,18 @@ class Placement:
         self.host_copies = managed or (mode != "none" if host_copies is None else bool(host_copies))
         self.before_use: Callable[[tuple[torch.nn.Module, ...]], None] | None = None
         self._streamers: dict[int, _LayerStreamer] = {}
-        self._prepared: set[int] = set()
+        self._prepared: weakref.WeakSet = weakref.WeakSet()
 
     @property
     def keeps_on_device(self) -> bool:
         return self.mode == "none"
 
     def _prepare(self, model: torch.nn.Module) -> None:
-        if id(model) in self._prepared:
+        if model in self._prepared:
             return
         if self.host_copies and self.device.type != "cpu":
             pin_host_copies(model)
-        self._prepared.add(id(model))
+        self._prepared.add(model)
 
     def install(self, *models: torch.nn.Module) -> None:
         """Put models where this mode keeps them between stages (also after a release)."""

@@ -136,7 +136,7 @@ class TeaCacheRun:
     def _fixed_rule(self, emb: torch.Tensor) -> bool:
         state, i, cache = self.state, self.step, self.cache
         end = self.num_steps if cache.end_step is None else min(cache.end_step, self.num_steps)
-        if i == 0 or i == self.num_steps - 1 or i >= end or state.previous_emb is None:
+        if i == 0 or i == self.num_steps - 1 or i < cache.start_step or i >= end or state.previous_emb is None:
             compute = True
             state.accumulated = 0.0
         else:

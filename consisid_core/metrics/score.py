@@ -113,7 +113,7 @@ def score_video(models: EvalModels, frames: Any, reference_photo: Any, prompt: s
     has_face = ~np.isnan(arc_pf)
 
     def mean(values: np.ndarray) -> float:  # the script: a video without any face scores 0
-        return float(np.mean(np.nan_to_num(values)))
+        return float(np.mean(values[has_face])) if has_face.any() else 0.0
 
     if protocol == "consisid":
         fid_value: float | None = mean(fid_pf)

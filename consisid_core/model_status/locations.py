@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from .. import catalog, model_folder
+from ..errors import ConsisIDError
 from .folders import ModelsReport, check_model_folder, scan_models
 
 
@@ -43,12 +44,36 @@ def default_models_dir() -> str:
     return locate_models_dir()[0]
 
 
-def read_extra_model_paths(yaml_path: str) -> dict[str, list[str]]:
-    """Folder lists per key from a ComfyUI extra_model_paths.yaml (same resolution rules as ComfyUI)."""
+def _load_extra_paths_yaml(path: str) -> dict:
+    """The YAML mapping of an extra_model_paths.yaml; ConsisIDError (one line) when it is missing or malformed."""
     import yaml  # pyyaml ships with transformers/huggingface_hub; only needed for this optional file
 
-    with open(yaml_path, "r", encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
+    where = f"extra model paths file {path}"
+    if not os.path.isfile(path):
+        raise ConsisIDError(f"{where}: {'is a folder' if os.path.isdir(path) else 'no such file'}; give ComfyUI's "
+                            "extra_model_paths.yaml (or leave the option out)")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except UnicodeDecodeError as exc:
+        raise ConsisIDError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConsisIDError(f"{where}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" on line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConsisIDError(f"{where}: not valid YAML{line} ({problem}); fix it like ComfyUI's "
+                            "extra_model_paths.yaml.example") from None
+    if data is not None and (not isinstance(data, dict) or not all(isinstance(v, (dict, type(None))) for v in data.values())):
+        raise ConsisIDError(f"{where}: expected sections of `key: folder` lines (e.g. `comfyui:` with `base_path:` "
+                            "and `consisid: models/consisid/`), like ComfyUI's extra_model_paths.yaml.example")
+    return data or {}
+
+
+def read_extra_model_paths(yaml_path: str) -> dict[str, list[str]]:
+    """Folder lists per key from a ComfyUI extra_model_paths.yaml (same resolution rules as ComfyUI)."""
+    config = _load_extra_paths_yaml(yaml_path)
     yaml_dir = os.path.dirname(os.path.abspath(yaml_path))
     result: dict[str, list[str]] = {}
     for section in config.values():

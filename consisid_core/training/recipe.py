@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -43,7 +43,6 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     validate_every: int = 0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in ("lora", "full"):

@@ -88,6 +88,7 @@ class Trainer:
         self.info = model_info(files)
         self.dataset = ClipDataset(data_dir, seed=config.seed)
         self._check_dataset()
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # only once model and data are known to be usable
         self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed, torch.float32) \
             if config.mode == "lora" else torch.float32
         device = self.accelerator.device
@@ -125,7 +126,7 @@ class Trainer:
     # ---- one step -----------------------------------------------------------------------------------
     def batch(self, samples: list[dict]) -> Batch:
         return make_batch(samples, self.config, self.info, self.vae, self.processor, self.scheduler,
-                          self.dataset.empty_prompt, self.accelerator.device)
+                          self.dataset.empty_prompt, self.accelerator.device, next(self.vae.parameters()).dtype)
 
     def loss(self, batch: Batch, use_face: bool) -> torch.Tensor:
         dtype = self.weight_dtype
@@ -237,6 +238,5 @@ class Trainer:
 def train(model_path, data_dir, run_dir, config: TrainConfig, resume: bool = True, stop_at: int | None = None,
           log: Callable[[str], None] = print, validation=None) -> TrainResult:
     """Load, train and save (see Trainer.run)."""
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model_path, data_dir, run_dir, config, validation=validation)
     return trainer.run(resume=resume, stop_at=stop_at, log=log)

@@ -185,3 +185,20 @@ def test_fast_fp8_on_a_gpu_with_fp8_tensor_cores():
     apply_weight_dtype(holder, "fp8_e4m3fn_fast")
     out = layer(x)
     assert ((out.float() - ref.float()).norm() / ref.float().norm()).item() < 0.05
+
+
+def test_a_lora_on_fp8_layers_keeps_the_model_dtype():
+    """peft casts adapters to the wrapped weight's dtype; float8 adapters cannot compute, so fp8 layers say bf16."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    holder = nn.Module()
+    holder.transformer_blocks = nn.ModuleList([nn.Module()])
+    holder.transformer_blocks[0].proj = nn.Linear(16, 8).bfloat16()
+    apply_weight_dtype(holder, "fp8_e4m3fn")
+    x = torch.randn(2, 16).bfloat16()
+    base = holder.transformer_blocks[0].proj(x)
+    holder = inject_adapter_in_model(LoraConfig(r=4, target_modules=["proj"], init_lora_weights=False), holder)
+    layer = holder.transformer_blocks[0].proj
+    assert layer.lora_A["default"].weight.dtype == torch.bfloat16
+    delta = layer.lora_B["default"](layer.lora_A["default"](x)) * layer.scaling["default"]
+    torch.testing.assert_close(layer(x), base + delta)

@@ -179,6 +179,8 @@ def test_motion_measures_the_pan(fast_models, photos):
     assert len(s_moving.per_frame["motion"]) == 3
     faster = flow_magnitudes(list(pan(photos["astronaut"], 3, step=8)))
     assert faster.mean() > 1.3 * s_moving.motion
+    vertical = flow_magnitudes(list(np.ascontiguousarray(moving.transpose(0, 2, 1, 3))))  # the same pan, downwards
+    assert vertical.mean() == pytest.approx(s_moving.motion, rel=0.15)
 
 
 @pytest.mark.parametrize("frames, message", [

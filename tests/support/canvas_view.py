@@ -97,7 +97,8 @@ PROBE_JS = """(() => {
 
 
 def hidden_nodes(probe: dict) -> list[str]:
-    """Nodes of a PROBE_JS result that are not fully on screen or lie under part of the interface."""
+    """Nodes of a PROBE_JS result (sized as the frontend draws them) that are not fully on screen, lie under part of
+    the interface or overlap another node."""
     width, height = probe["window"]
     found = ["every node: drawn without text at this zoom"] if probe.get("lowQuality") else []
     for node_type, *rect in probe["nodes"]:
@@ -106,4 +107,8 @@ def hidden_nodes(probe: dict) -> list[str]:
         for name, rects in probe["overlays"].items():
             if any(intersects(rect, r) for r in rects):
                 found.append(f"{node_type} {[round(v) for v in rect]} lies under the {name}")
+    for index, (node_type, *rect) in enumerate(probe["nodes"]):
+        for other_type, *other in probe["nodes"][index + 1:]:
+            if intersects(rect, other):
+                found.append(f"{node_type} {[round(v) for v in rect]} overlaps {other_type} {[round(v) for v in other]}")
     return found

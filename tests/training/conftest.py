@@ -83,6 +83,11 @@ def clips_dir(tmp_path_factory, astronaut) -> Path:
     (root / "corrupt.txt").write_text(CAPTION)
     write_clip(root / "still.mp4", np.repeat(pan_zoom_frames(astronaut, 1), 40, axis=0))
     cv2.imwrite(str(root / "photo.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    frames_dir = root / "frames_clip"  # a clip given as a folder of frames, its caption inside
+    frames_dir.mkdir()
+    for i, frame in enumerate(pan_zoom_frames(astronaut, 30, zoom=(0.95, 0.8))):
+        cv2.imwrite(str(frames_dir / f"{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    (frames_dir / "caption.txt").write_text(CAPTION)
     return root
 
 

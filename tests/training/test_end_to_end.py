@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 
@@ -33,12 +32,13 @@ def canvas(comfy_base, lora_run):
 
 
 def _with_loras(prompt: dict, strengths: list[float]) -> dict:
-    """The workflow with LoRA nodes in front of the sampler, as the batch `lora` override inserts them."""
-    from consisid_core.batch.lora_override import add_lora_nodes
+    """The workflow patched by the batch runner with a `lora` override (LoRA nodes in front of the sampler)."""
+    from consisid_core.batch.workflow import apply_job
 
-    prompt = copy.deepcopy(prompt)
-    add_lora_nodes(prompt, "+".join(f"{LORA_FILE}:{s}" for s in strengths))
-    return prompt
+    (face,) = nodes_of(prompt, "LoadImage")
+    (text,) = nodes_of(prompt, "ConsisIDTextEncode")
+    return apply_job(prompt, prompt[face]["inputs"]["image"], prompt[text]["inputs"]["prompt"],
+                     overrides={"lora": "+".join(f"{LORA_FILE}:{s}" for s in strengths)})
 
 
 def test_trained_lora_in_the_canvas(canvas):
@@ -49,8 +49,8 @@ def test_trained_lora_in_the_canvas(canvas):
     with_lora = frames(_with_loras(base, [1.0]))
     assert with_lora.shape == plain.shape == (9, 32, 48, 3)
     assert (with_lora - plain).abs().max().item() > 1e-3  # the LoRA changes the video
-    assert torch.equal(frames(_with_loras(base, [0.0])), plain)  # strength 0 restores it exactly
-    assert torch.equal(frames(base), plain)  # and so does removing the node
+    assert torch.equal(frames(base), plain)  # removing the node removes the LoRA, exactly
+    assert torch.equal(frames(_with_loras(base, [0.0])), plain)  # and strength 0 is the model as loaded
     twice, double = frames(_with_loras(base, [1.0, 1.0])), frames(_with_loras(base, [2.0]))
     assert (twice - double).abs().max().item() < 1e-4 and (twice - with_lora).abs().max().item() > 1e-3
 

@@ -16,7 +16,7 @@ from consisid_core.training.prepare import PrepareOptions, encode_clip, prepare_
 
 def test_bad_clips_are_reported_and_the_good_one_cached(tmp_path, components, clips_dir):
     report = prepare_dataset(components, clips_dir, tmp_path, options=PrepareOptions(mask="box"), log=lambda s: None)
-    assert report.ok == ["astronaut"]
+    assert report.ok == ["astronaut", "frames_clip"]
     reasons = report.skipped
     assert set(reasons) == {"coffee", "short", "corrupt", "still", "photo"}
     assert "no usable face" in reasons["coffee"]
@@ -103,3 +103,26 @@ def test_parsed_masks_fall_back_to_the_face_box(haar_face_models, astronaut, pan
     assert 0 <= fallbacks <= 3
     boxes, _ = face_masks(haar_face_models, frames, [track[0], None, track[2]], "box")
     assert np.array_equal(boxes[1], boxes[0])  # a frame without a face takes the nearest detected frame's mask
+
+
+def test_captions_from_csv_sidecar_or_frames_folder(tmp_path):
+    from consisid_core.errors import ConsisIDError
+    from consisid_core.training.captions import caption_for, read_caption_table
+
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "b.mp4").write_bytes(b"")
+    (tmp_path / "b.txt").write_text("b from its sidecar\n")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "caption.txt").write_text("c from its folder")
+    table_file = tmp_path / "captions.csv"
+    table_file.write_text('clip,caption\na.mp4,"a, from the CSV"\n', encoding="utf-8")
+    table = read_caption_table(table_file)
+    a, b, c = (clip_io.ClipSource(tmp_path / n, k) for n, k in (("a.mp4", "video"), ("b.mp4", "video"), ("c", "frames")))
+    assert caption_for(a, table, None) == "a, from the CSV"
+    assert caption_for(b, table, None) == "b from its sidecar"
+    assert caption_for(c, table, None) == "c from its folder"
+    assert caption_for(a, {}, None) is None
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name;text\nx;y\n")
+    with pytest.raises(ConsisIDError, match="clip column"):
+        read_caption_table(bad)

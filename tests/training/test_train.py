@@ -116,14 +116,51 @@ def test_gradient_checkpointing_gives_the_same_step(tmp_path, train_model, prepa
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_bf16_lora_run_on_cpu_keeps_lora_weights_in_fp32(tmp_path, train_model, prepared):
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one mixed-precision setting per process (a real run has one); tests switching it reset it."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_bf16_lora_run_on_cpu_keeps_lora_weights_in_fp32(tmp_path, train_model, prepared, fresh_accelerate_state):
     """The GPU setting (bf16 base, autocast) exercised on the CPU: dtype boundaries hold, the loss stays finite."""
     trainer = Trainer(train_model, prepared, tmp_path, TrainConfig(mixed_precision="bf16", max_steps=2, **LORA))
     base = trainer.transformer.transformer_blocks[0].attn1.to_q.base_layer.weight
     lora = trainer.transformer.transformer_blocks[0].attn1.to_q.lora_A["default"].weight
     assert base.dtype == torch.bfloat16 and not base.requires_grad and lora.dtype == torch.float32
+    trainer.vae.to(torch.bfloat16)  # as on a GPU: the VAE runs in bf16, the cached latents stay float32
     before = lora.detach().clone()
     result = trainer.run(log=lambda s: None)
     assert all(torch.isfinite(torch.tensor(result.losses))) and not torch.equal(before, lora.detach())
     saved = load_file(str(result.lora_path))
     assert all(v.dtype == torch.float32 for v in saved.values())
+
+
+def test_lora_targets_and_face_learning_rate():
+    from consisid_core.testing.tiny_models import TinySpec, build_transformer
+    from consisid_core.training.adapters import param_groups, setup_trainable
+
+    def lora_layers(model):
+        return sorted({n.rsplit(".lora_", 1)[0] for n, p in model.named_parameters() if p.requires_grad})
+
+    plain = build_transformer(TinySpec())
+    setup_trainable(plain, TrainConfig(lora_rank=4, lora_alpha=4))
+    names = lora_layers(plain)
+    assert len(names) == 2 * 4 and all(n.startswith("transformer_blocks.") for n in names)  # not the face modules
+    face = build_transformer(TinySpec())
+    setup_trainable(face, TrainConfig(lora_rank=4, lora_alpha=4, lora_face=True))
+    extra = [n for n in lora_layers(face) if n.startswith("perceiver_cross_attention.")]
+    assert len(extra) == 2 * 3 and not any(n.startswith("local_facial_extractor") for n in lora_layers(face))
+
+    full = build_transformer(TinySpec())
+    config = TrainConfig(mode="full", learning_rate=1e-5, face_lr_mult=10.0)
+    setup_trainable(full, config)
+    groups = param_groups(full, config)
+    pca = {id(p) for p in full.perceiver_cross_attention.parameters()}
+    assert [g["lr"] for g in groups] == [1e-4, 1e-5]
+    assert {id(p) for p in groups[0]["params"]} == pca and not pca & {id(p) for p in groups[1]["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(list(full.parameters()))
