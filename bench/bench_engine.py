@@ -36,7 +36,7 @@ def build_model(folder: Path, layers: int, height: int, width: int, frames: int,
     import torch
     from diffusers import ConsisIDTransformer3DModel
 
-    from consisid_core.testing import tiny_models as tm
+    from consisid_core.demo import video_models as tm
 
     spec = tm.TinySpec.real_face_dims(height=height, width=width, frames=frames, text_len=text_len)
     tm.write_tiny_model(folder, spec)

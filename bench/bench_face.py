@@ -103,12 +103,16 @@ def main() -> None:
 
     tmp = None
     if args.model_dir is None:
-        from consisid_core.testing.tiny_face_models import write_face_encoder
+        from consisid_core.demo.face_models import write_face_encoder
+
+        sys.path.insert(0, str(REPO / "tests"))  # test-only helpers
+        from support.parsenet import write_parsenet
 
         tmp = tempfile.TemporaryDirectory(prefix="bench_face_")
         args.model_dir = Path(tmp.name)
         t = time.perf_counter()
-        write_face_encoder(args.model_dir, eva="full", seed=0, parsenet=True)
+        write_face_encoder(args.model_dir, eva="full", seed=0)
+        write_parsenet(args.model_dir)  # facexlib loads it (and discards it) in the reference chain
         print(f"random full-size face_encoder written in {time.perf_counter() - t:.1f}s")
     def child(kind: str) -> dict:
         cmd = [sys.executable, __file__, "--worker", kind, "--model-dir", str(args.model_dir),

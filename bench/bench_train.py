@@ -45,7 +45,7 @@ def child(args: argparse.Namespace) -> None:
 
     from consisid_core.engine.info import ModelInfo
     from consisid_core.engine.rotary import rotary_embeddings
-    from consisid_core.testing.tiny_models import build_scheduler
+    from consisid_core.demo.video_models import build_scheduler
     from consisid_core.training.adapters import param_groups, setup_trainable
     from consisid_core.training.losses import batch_loss, per_element_loss
     from consisid_core.training.recipe import TrainConfig

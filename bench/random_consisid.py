@@ -115,7 +115,7 @@ def write_random_model(folder: Path, profile: Profile, device: str) -> Path:
     from diffusers import AutoencoderKLCogVideoX, ConsisIDTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    from consisid_core.testing.tiny_models import TinySpec, write_tiny_model
+    from consisid_core.demo.video_models import TinySpec, write_tiny_model
 
     write_tiny_model(folder, TinySpec(height=profile.height, width=profile.width, frames=profile.frames,
                                       text_len=profile.text_len))

@@ -29,7 +29,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory):
     """Build (and cache per session) tiny model folders keyed by their TinySpec."""
-    from consisid_core.testing.tiny_models import TinySpec, write_tiny_model
+    from consisid_core.demo.video_models import TinySpec, write_tiny_model
 
     cache: dict = {}
 

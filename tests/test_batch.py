@@ -294,8 +294,8 @@ def test_batch_against_a_real_comfyui(tmp_path, faces):
     comfy_dir = os.environ.get("COMFYUI_DIR")
     if not comfy_dir:
         pytest.skip("COMFYUI_DIR is not set: the real-ComfyUI batch test needs a ComfyUI checkout")
-    from consisid_core.testing.tiny_face_models import write_face_encoder
-    from consisid_core.testing.tiny_models import TinySpec, write_tiny_model
+    from consisid_core.demo.face_models import write_face_encoder
+    from consisid_core.demo.video_models import TinySpec, write_tiny_model
 
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     link = os.path.join(comfy_dir, "custom_nodes", "ComfyUI-ConsisID")

@@ -82,3 +82,16 @@ def test_the_test_command_leaves_the_main_environment_alone():
     main_command = re.search(r"python3 -m venv (\S+) && (\S+)/bin/pip install", (REPO / "README.md").read_text(encoding="utf-8"))
     assert default and main_command, "tests/run.sh's CONSISID_VENV default or the README's main command moved"
     assert default.group(1).strip("./") != main_command.group(1).strip("./")
+
+
+def test_readme_code_layout_names_every_part_of_the_package():
+    """The README's Code layout section lists each sub-package and module of consisid_core (and no removed one)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Code layout", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"([a-z_]+(?:/|\.py))", section))
+    core = REPO / "consisid_core"
+    parts = {p.name + "/" for p in core.iterdir() if (p / "__init__.py").is_file()}
+    parts |= {p.name for p in core.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert parts - named == set(), "add these to the README's Code layout section"
+    listed = set(re.findall(r"^  ([a-z_]+/)", section, flags=re.MULTILINE))  # the consisid_core/ block's entries
+    assert listed <= parts, f"the README lists sub-packages that are gone: {listed - parts}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import choices
+from ..demo import build_demo_model
 from .generate_checks import check_antelopev2_used, check_arguments, check_video_settings
 from .output import one_line_warnings, terminate_as_interrupt, write_video_file
 from .parallel_args import add_parallel_arguments, built_once, parallel_from_args
@@ -95,19 +96,6 @@ def _scratch_folder(needed: bool) -> Iterator[str]:
         yield tmp
 
 
-def _random_model(folder: Path, check=None) -> Path:
-    """Tiny DiT/VAE/T5 with the real face-feature sizes + full-size random face networks, tiny antelopev2.
-    `check(model)` runs once the video model's configs exist, before the slow face networks are built."""
-    from ..testing.tiny_face_models import face_models_for_default_photo
-    from ..testing.tiny_models import TinySpec, write_tiny_model
-
-    model = write_tiny_model(folder, TinySpec.real_face_dims(height=256, width=384, frames=17, text_len=226))
-    if check is not None:
-        check(model)
-    face_models_for_default_photo(model, eva="full")
-    return model
-
-
 def preflight(model: Path, antelopev2_dir: Path | None) -> None:
     """Check every file before loading anything, so one run lists everything that is missing; an explicit
     --antelopev2-dir without the files is an error, not replaced by another copy."""
@@ -156,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         if args.random_weights:
             print(RANDOM_BANNER, flush=True)
             with _stage("build random model", timings):
-                model = built_once(plan, lambda: _random_model(Path(tmp) / "ConsisID-random",
+                model = built_once(plan, lambda: build_demo_model(Path(tmp) / "ConsisID-random",
                                                                 lambda m: check_video_settings(Path(m), args)))
         else:
             model = args.model

@@ -29,7 +29,7 @@ def photos() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def tiny_face_dir(tmp_path_factory):
     """Model folder with a random face_encoder/ (full-size RetinaFace/BiSeNet, tiny EVA, tiny antelopev2)."""
-    from consisid_core.testing.tiny_face_models import write_face_encoder
+    from consisid_core.demo.face_models import write_face_encoder
 
     root = tmp_path_factory.mktemp("face_tiny")
     write_face_encoder(root, eva="tiny", seed=0)
@@ -47,7 +47,7 @@ def tiny_face_models(tiny_face_dir):
 def planted_face_models(tmp_path_factory):
     """Random models that find the real face of the bundled default photo (what generate --random-weights uses)."""
     from consisid_core.face import load_face_models
-    from consisid_core.testing.tiny_face_models import face_models_for_default_photo
+    from consisid_core.demo.face_models import face_models_for_default_photo
 
     root = tmp_path_factory.mktemp("face_planted")
     face_models_for_default_photo(root, eva="tiny")
@@ -57,7 +57,7 @@ def planted_face_models(tmp_path_factory):
 @pytest.fixture(scope="session")
 def full_face_dir(tmp_path_factory):
     """Model folder with the full-size EVA02-CLIP-L (577 tokens x 1024); slow to write, so built once."""
-    from consisid_core.testing.tiny_face_models import write_face_encoder
+    from consisid_core.demo.face_models import write_face_encoder
 
     root = tmp_path_factory.mktemp("face_full")
     write_face_encoder(root, eva="full", seed=0)

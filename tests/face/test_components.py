@@ -19,7 +19,7 @@ from consisid_core.face.eva_clip import (
     EVA_L_336, EVA_TINY, EVAVisionTower, from_official, infer_config, load_eva_visual, rope_tables, to_official,
 )
 from consisid_core.face.retinaface import decode, priors
-from consisid_core.testing.tiny_face_models import eva_clip_state
+from consisid_core.demo.face_models import eva_clip_state
 
 
 def _greedy_nms(boxes, scores, thr):

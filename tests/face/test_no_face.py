@@ -13,7 +13,7 @@ import pytest
 
 from consisid_core.face import NoFaceError, extract_identity, load_face_models
 from consisid_core.face.align import alignment_matrix, warp_face
-from consisid_core.testing.tiny_face_models import write_face_encoder
+from consisid_core.demo.face_models import write_face_encoder
 
 
 def _assert_helpful(err: NoFaceError, width: int, height: int) -> None:

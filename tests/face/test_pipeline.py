@@ -14,8 +14,8 @@ from PIL import Image
 
 from consisid_core.face import Identity, average_identities, extract_identity, load_face_models
 from consisid_core.face.align import FFHQ_TEMPLATE, alignment_matrix, warp_face
-from consisid_core.testing.tiny_face_models import DEFAULT_PHOTO
-from consisid_core.testing.tiny_face_onnx import DEFAULT_FACE
+from consisid_core.demo.face_models import DEFAULT_PHOTO
+from consisid_core.demo.face_onnx import DEFAULT_FACE
 
 PLANTED_KPS = np.array(DEFAULT_FACE.kps, dtype=np.float32)
 

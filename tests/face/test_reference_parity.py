@@ -8,7 +8,7 @@ Reference setup notes:
 - prepare_face_models asks onnxruntime for ["CUDAExecutionProvider"]; on a CPU-only onnxruntime it warns
   and falls back to CPU, so the reference runs unpatched.
 - facexlib's FaceRestoreHelper also loads parsing_parsenet.pth (then discards it): the factory writes a
-  random one (parsenet=True) so nothing is downloaded.
+  random one (tests/support/parsenet.py) so nothing is downloaded.
 - The reference's kps are in the (<=1024 px) working image; ours are in the input photo's pixels, so they
   are mapped back with the same half-pixel convention before comparing (identical when no resize happens).
 """
@@ -33,7 +33,8 @@ if _MISSING:
     pytest.skip(_REASON, allow_module_level=True)
 
 from consisid_core.face import extract_identity, load_face_models  # noqa: E402
-from consisid_core.testing.tiny_face_models import write_face_encoder  # noqa: E402
+from consisid_core.demo.face_models import write_face_encoder  # noqa: E402
+from support.parsenet import write_parsenet  # noqa: E402
 
 # What is measured (CPU, fp32): features within 1e-5, the same aligned face image, keypoints within 1e-4 px.
 TOL_FEATURES = 1e-5
@@ -103,7 +104,8 @@ def _assert_parity(diffs: dict) -> None:
 @pytest.fixture(scope="module")
 def full_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity_full")
-    write_face_encoder(root, eva="full", seed=0, parsenet=True)
+    write_face_encoder(root, eva="full", seed=0)
+    write_parsenet(root)
     return root
 
 
@@ -131,7 +133,8 @@ def test_reference_mode_matches_reference(full_pair, photos, photo):
 @pytest.fixture(scope="module")
 def fallback_pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity_fallback")
-    write_face_encoder(root, eva="tiny", seed=1, parsenet=True, antelopev2_fires=False)
+    write_face_encoder(root, eva="tiny", seed=1, antelopev2_fires=False)
+    write_parsenet(root)
     return load_face_models(root), _prepare_reference(root, tiny_eva=True)
 
 
@@ -148,7 +151,8 @@ def test_insightface_miss_fallback_matches_reference(fallback_pair, photos):
 def test_retinaface_miss_reference_crashes_we_align(tmp_path_factory, photos):
     """RetinaFace finds nothing: the reference raises RuntimeError; we align with antelopev2's points."""
     root = tmp_path_factory.mktemp("parity_silent_retina")
-    write_face_encoder(root, eva="tiny", seed=2, parsenet=True, retinaface_fires=False)
+    write_face_encoder(root, eva="tiny", seed=2, retinaface_fires=False)
+    write_parsenet(root)
     ref = _prepare_reference(root, tiny_eva=True)
     with pytest.raises(RuntimeError, match="align face fail"):
         _run_reference(ref, photos["astronaut"])

@@ -58,7 +58,7 @@ class PooledFeatures(torch.nn.Module):
 
 def _tiny_onnx():
     try:
-        from consisid_core.testing import tiny_face_onnx
+        from consisid_core.demo import face_onnx as tiny_face_onnx
     except ImportError:  # fixtures moved under tests/
         import importlib
 

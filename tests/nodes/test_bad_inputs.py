@@ -187,7 +187,7 @@ def test_a_correct_or_linked_size_leaves_the_prompt_untouched(comfyui):
 
 
 def test_a_size_only_another_checkpoint_supports_is_refused_when_the_sampler_starts(comfyui):
-    from consisid_core.testing.tiny_models import TinySpec, write_tiny_model
+    from consisid_core.demo.video_models import TinySpec, write_tiny_model
 
     square = comfyui.root / "models" / "consisid" / "Square64"
     write_tiny_model(square, TinySpec(height=64, width=64))

@@ -57,7 +57,7 @@ def test_sampler_re_encodes_the_face_for_another_size(comfyui):
     """Global Extractor encodes at the native size; a checkpoint without learned positions can sample other sizes."""
     import shutil
 
-    from consisid_core.testing.tiny_models import TinySpec, write_tiny_model
+    from consisid_core.demo.video_models import TinySpec, write_tiny_model
     free = comfyui.root / "models" / "consisid" / "FreeSize"
     write_tiny_model(free, TinySpec(learned_positions=False))
     shutil.copytree(comfyui.root / "models" / "consisid" / "ConsisID-preview" / "face_encoder", free / "face_encoder",

@@ -19,9 +19,9 @@ def install_tiny_model(folder: Path) -> Path:
 
     Its face detector finds the real face of DEFAULT_PHOTO (the networks' outputs are noise otherwise).
     """
-    from consisid_core.testing.tiny_face_models import write_face_encoder
-    from consisid_core.testing.tiny_face_onnx import DEFAULT_FACE
-    from consisid_core.testing.tiny_models import TinySpec, write_tiny_model
+    from consisid_core.demo.face_models import write_face_encoder
+    from consisid_core.demo.face_onnx import DEFAULT_FACE
+    from consisid_core.demo.video_models import TinySpec, write_tiny_model
 
     write_tiny_model(folder, TinySpec())
     write_face_encoder(folder, eva="tiny", plant=DEFAULT_FACE)
@@ -32,7 +32,7 @@ def blind_face_detector(folder: Path) -> None:
     """Replace the model's SCRFD stand-in by one that never fires (with a planted face_encoder RetinaFace is silent)."""
     import numpy as np
 
-    from consisid_core.testing.tiny_face_onnx import write_detector
+    from consisid_core.demo.face_onnx import write_detector
 
     target = folder / "face_encoder" / "models" / "antelopev2" / "scrfd_10g_bnkps.onnx"
     write_detector(target, np.random.default_rng(0), fires=False)

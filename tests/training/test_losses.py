@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from consisid_core.testing.tiny_models import build_scheduler
+from consisid_core.demo.video_models import build_scheduler
 from consisid_core.training import losses
 from consisid_core.training.recipe import TrainConfig, draw, sample_generator
 

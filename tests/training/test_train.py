@@ -141,7 +141,7 @@ def test_bf16_lora_run_on_cpu_keeps_lora_weights_in_fp32(tmp_path, train_model, 
 
 
 def test_lora_targets_and_face_learning_rate():
-    from consisid_core.testing.tiny_models import TinySpec, build_transformer
+    from consisid_core.demo.video_models import TinySpec, build_transformer
     from consisid_core.training.adapters import param_groups, setup_trainable
 
     def lora_layers(model):

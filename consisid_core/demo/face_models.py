@@ -6,8 +6,7 @@
 - `parsing_bisenet.pth`: full-size BiSeNet (including the two auxiliary heads the reference loads).
 - `EVA02_CLIP_L_336_psz14_s6B.pt`: fp16 whole-CLIP-style state dict (`visual.*` + a few text keys);
   `eva="full"` is the real size (1024 wide, 24 blocks, 336 px, 577 tokens), `eva="tiny"` is 16 wide.
-- `models/antelopev2/*.onnx`: tiny insightface-routable stand-ins (see tiny_face_onnx).
-- `parsing_parsenet.pth` (optional): only so facexlib's FaceRestoreHelper loads offline in the reference env.
+- `models/antelopev2/*.onnx`: tiny insightface-routable stand-ins (see face_onnx).
 
 With `plant=DEFAULT_FACE` (the default for `face_models_for_default_photo`) the detector reports the real
 face of the default photo and RetinaFace stays silent, so the pipeline aligns that face with its true
@@ -30,7 +29,7 @@ from ..face.bisenet import BiSeNet, _Output
 from ..face.eva_clip import EVA_L_336, EVA_TINY, EVAConfig, EVAVisionTower, rope_tables, to_official
 from ..face.retinaface import BGR_MEAN, RetinaFaceR50
 from ..face.weights import GLINTR100_FILE, SCRFD_FILE
-from .tiny_face_onnx import DEFAULT_FACE, PlantedFace, write_detector, write_pooled_head, write_recognizer
+from .face_onnx import DEFAULT_FACE, PlantedFace, write_detector, write_pooled_head, write_recognizer
 
 DEFAULT_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "default_face.png"
 RETINA_FIRE_FRACTION = 0.0005 # share of anchors above the 0.97 threshold on the calibration photo
@@ -51,7 +50,6 @@ def write_face_encoder(
     antelopev2_fires: bool = True,
     background_fraction: float | None = None,
     antelopev2_full_pack: bool = True,
-    parsenet: bool = False,
 ) -> Path:
     """Write `<model_dir>/face_encoder/` and return its path.
 
@@ -79,8 +77,6 @@ def write_face_encoder(
         write_pooled_head(ante_dir / "2d106det.onnx", rng, 192, 212, "tiny_2d106")
         write_pooled_head(ante_dir / "1k3d68.onnx", rng, 192, 3309, "tiny_3d68")
         write_pooled_head(ante_dir / "genderage.onnx", rng, 96, 3, "tiny_genderage")
-    if parsenet:
-        torch.save(parsenet_state(gen), face_dir / "parsing_parsenet.pth")
     return face_dir
 
 
@@ -226,42 +222,4 @@ def eva_clip_state(gen: torch.Generator, cfg: EVAConfig) -> dict[str, torch.Tens
     state = {f"visual.{k}": v.to(torch.float16).contiguous() for k, v in visual.items()}
     state["logit_scale"] = torch.tensor(math.log(1 / 0.07), dtype=torch.float16)
     state["text.positional_embedding"] = (0.01 * torch.randn(77, 768, generator=gen)).to(torch.float16)
-    return state
-
-
-# --------------------------------------------------------------------------- ParseNet (reference env only)
-
-
-def parsenet_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random weights with the keys/shapes of facexlib's ParseNet(512, 512, parsing_ch=19) (loaded, never used)."""
-    state: dict[str, torch.Tensor] = {}
-
-    def conv(prefix: str, cin: int, cout: int, bn: bool) -> None:
-        state[f"{prefix}.conv2d.weight"] = 0.01 * torch.randn(cout, cin, 3, 3, generator=gen)
-        if bn:
-            for k, v in (("weight", torch.ones(cout)), ("bias", torch.zeros(cout)), ("running_mean", torch.zeros(cout)),
-                         ("running_var", torch.ones(cout)), ("num_batches_tracked", torch.tensor(0))):
-                state[f"{prefix}.norm.norm.{k}"] = v
-        else:
-            state[f"{prefix}.conv2d.bias"] = torch.zeros(cout)
-
-    def block(prefix: str, cin: int, cout: int, shortcut: bool) -> None:
-        if shortcut:
-            conv(f"{prefix}.shortcut_func", cin, cout, bn=False)
-        conv(f"{prefix}.conv1", cin, cout, bn=True)
-        conv(f"{prefix}.conv2", cout, cout, bn=True)
-
-    clip = lambda c: max(32, min(c, 256))  # noqa: E731
-    conv("encoder.0", 3, 64, bn=False)
-    ch = 64
-    for i in range(4):
-        block(f"encoder.{i + 1}", clip(ch), clip(ch * 2), True)
-        ch *= 2
-    for i in range(10):
-        block(f"body.{i}", clip(ch), clip(ch), False)
-    for i in range(4):
-        block(f"decoder.{i}", clip(ch), clip(ch // 2), True)
-        ch //= 2
-    conv("out_img_conv", clip(ch), 3, bn=False)
-    conv("out_mask_conv", clip(ch), 19, bn=False)
     return state

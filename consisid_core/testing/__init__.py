@@ -1,1 +1,0 @@
-"""Builders of tiny random models in the official file layout, for tests and `generate --random-weights`."""
