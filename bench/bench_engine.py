@@ -3,7 +3,8 @@
 Engine part: a model with the real transformer width (48 heads x 64 = 3072, real face-extractor sizes, real
 226-token text) but few layers, at a realistic token count (default 49 frames at 320x256: 13 x 16 x 20 =
 4,160 video tokens per step, CFG batch 2). Each implementation runs in its own process (clean peak-memory
-numbers), alternating; prints the median time per denoising step, the peak RSS *during* generation and ratios.
+numbers), alternating; prints the median CPU and wall time per denoising step, the peak RSS *during* generation
+and ratios; then the transformer forward alone, ours and diffusers' alternated in one process (same inputs).
 
 TeaCache part (--teacache): our engine only, 50 steps on a cheaper model (real width, 2 layers, 9 frames at
 96x64), no cache and thresholds 0.1 / 0.15 / 0.2 in one process: computed steps and wall-time ratio. Random
@@ -195,6 +196,44 @@ def teacache_worker(model: str, steps: int, height: int, width: int, frames: int
     return rows
 
 
+def forward_worker(model: str, height: int, width: int, frames: int, dtype: str, repeats: int = 3) -> dict:
+    """One process, one model: our transformer_forward and diffusers' forward (which reruns the face extractor)
+    alternated on the same inputs; medians of wall and CPU seconds (robust to other load on the machine)."""
+    import torch
+
+    import consisid_core
+    from consisid_core.engine.rotary import rotary_embeddings
+    from consisid_core.engine.transformer_forward import transformer_forward
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    engine = consisid_core.load_engine(model, device="cpu", dtype=_dtype(dtype))
+    tr, dt, info = engine.transformer, _dtype(dtype), engine.info
+    _, id_cond, hidden = _inputs()
+    gen = torch.Generator().manual_seed(1)
+    latent_frames = info.latent_frames(frames)
+    x = torch.randn(2, latent_frames, 8, height // 8, width // 8, generator=gen).to(dt)
+    text = torch.randn(2, info.text_len, 4096, generator=gen).to(dt)
+    id_cond, hidden = id_cond.to(dt), [h.to(dt) for h in hidden]
+    t = torch.tensor([500, 500])
+    times: dict[str, list[tuple[float, float]]] = {"engine": [], "reference": []}
+    with torch.inference_mode():
+        tokens = tr.local_facial_extractor(id_cond, hidden)
+        rotary = rotary_embeddings(info, height, width, latent_frames, torch.device("cpu"))
+        calls = {
+            "engine": lambda: transformer_forward(tr, x, text, t, rotary, tokens, 1.0),
+            "reference": lambda: tr(hidden_states=x, encoder_hidden_states=text, timestep=t, image_rotary_emb=rotary,
+                                    id_cond=id_cond, id_vit_hidden=hidden, return_dict=False)[0],
+        }
+        for repeat in range(repeats + 1):
+            for kind in (("engine", "reference") if repeat % 2 == 0 else ("reference", "engine")):
+                wall, cpu = time.perf_counter(), time.process_time()
+                calls[kind]()
+                if repeat:  # the first round warms up
+                    times[kind].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {k: {"wall_s": statistics.median(w for w, _ in v), "cpu_s": statistics.median(c for _, c in v)}
+            for k, v in times.items()}
+
+
 def _run_worker(args: argparse.Namespace, folder: Path, kind: str, **sizes) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--model", str(folder), "--dtype", args.dtype]
     for key, value in sizes.items():
@@ -230,6 +269,12 @@ def engine_vs_reference(args: argparse.Namespace, tmp: str) -> None:
           f"load time {e['load_s'] / r['load_s']:.3f}")
     print("(CPU time = process CPU seconds, the fairer figure on a shared machine; peak RSS while generating is "
           "reset after loading, Linux VmHWM)")
+    fw = _run_worker(args, folder, "forward", height=args.height, width=args.width, frames=args.frames,
+                     repeats=args.repeats)
+    e, r = fw["engine"], fw["reference"]
+    print(f"transformer forward alone, alternated in one process ({args.repeats + 2} rounds, median): engine "
+          f"{e['cpu_s']:.2f} CPU s / {e['wall_s']:.2f} s, diffusers forward {r['cpu_s']:.2f} CPU s / {r['wall_s']:.2f} s; "
+          f"ratio CPU {e['cpu_s'] / r['cpu_s']:.3f}, wall {e['wall_s'] / r['wall_s']:.3f}")
 
 
 def teacache_table(args: argparse.Namespace, tmp: str) -> None:
@@ -264,9 +309,12 @@ def main() -> int:
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--teacache", action="store_true", help="also run the TeaCache table")
     parser.add_argument("--teacache-only", action="store_true", help="only the TeaCache table")
-    parser.add_argument("--worker", choices=["engine", "reference", "teacache"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["engine", "reference", "teacache", "forward"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "forward":
+        print(json.dumps(forward_worker(args.model, args.height, args.width, args.frames, args.dtype, args.repeats + 2)))
+        return 0
     if args.worker == "teacache":
         print(json.dumps(teacache_worker(args.model, args.steps, args.height, args.width, args.frames, args.dtype)))
         return 0

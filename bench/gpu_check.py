@@ -396,7 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         parser.error(f"unknown memory modes {unknown}; choose from {list(MODES)}")
-    torch.set_grad_enabled(False)
+    with torch.no_grad():  # not set_grad_enabled: an in-process caller (the CI smoke test) keeps its grad mode
+        return _check(args, device, profile, modes)
+
+
+def _check(args, device: str, profile, modes: tuple[str, ...]) -> int:
+    """Write the random model, run every row, print the table and the JSON; the exit code."""
     _quiet()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="consisid_gpu_check_", dir=args.workdir) as tmp:

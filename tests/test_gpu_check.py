@@ -7,6 +7,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 from support.pack import REPO
 
@@ -24,6 +25,7 @@ def test_gpu_check_smoke_run_on_cpu(tmp_path, capsys):
     check = _gpu_check()
     out = tmp_path / "gpu_check.json"
     assert check.main(["--device", "cpu", "--steps", "3", "--modes", "none,sequential_offload", "--json", str(out)]) == 0
+    assert torch.is_grad_enabled(), "the check must not switch autograd off for its caller (later tests train)"
     table = capsys.readouterr().out
     report = json.loads(out.read_text())
     rows = {row["name"]: row for row in report["rows"]}

@@ -151,7 +151,7 @@ def test_cli_refuses_a_bad_runtime_in_one_line_before_building_anything(capsys, 
     def boom(*args, **kwargs):
         raise AssertionError("the random model was built although --device is invalid")
 
-    monkeypatch.setattr("consisid_core.cli.generate._random_model", boom)
+    monkeypatch.setattr("consisid_core.cli.generate.build_demo_model", boom)
     assert main(["generate", "--random-weights", "--device", "tpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: device 'tpu'") and "\n" not in err

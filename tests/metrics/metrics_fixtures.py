@@ -57,13 +57,10 @@ class PooledFeatures(torch.nn.Module):
 
 
 def _tiny_onnx():
-    try:
-        from consisid_core.demo import face_onnx as tiny_face_onnx
-    except ImportError:  # fixtures moved under tests/
-        import importlib
+    """The tiny insightface-style ONNX writers (SCRFD-shaped detector, ArcFace-shaped recogniser)."""
+    from consisid_core.demo import face_onnx
 
-        tiny_face_onnx = importlib.import_module("support.tiny_face_onnx")
-    return tiny_face_onnx
+    return face_onnx
 
 
 def write_eval_models(root: Path, ir_units: tuple[int, ...] | None = None, full_clip: bool = False) -> Path:

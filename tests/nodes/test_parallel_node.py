@@ -76,6 +76,12 @@ def test_progress_cancel_and_recovery(comfyui):
     again = pool.denoise(text, global_cond, local, **settings)  # every rank stopped at the same step
     assert (again.latents - want).abs().max().item() <= 1e-5
 
+    from consisid_core import TeaCache
+
+    cache = TeaCache(0.3)
+    pool.denoise(text, global_cond, local, cache=cache, **settings)
+    assert cache.stats["computed"] + cache.stats["skipped"] == 4 and cache.stats["skipped"] > 0  # counts come back
+
 
 def test_comfyuis_unload_stops_the_workers(comfyui):
     import comfy.model_management as mm
