@@ -141,9 +141,17 @@ def attention_backend(transformer, name: str):
         with sdpa_kernel(getattr(SDPBackend, SDPA_KERNELS[name])):
             yield
         return
+    with joint_attention(transformer, ATTENTION_FUNCTIONS[name]):
+        yield
+
+
+@contextlib.contextmanager
+def joint_attention(transformer, attention_fn: Callable):
+    """Within the block, every block's self-attention runs our joint processor with `attention_fn`
+    (only the processors change: the blocks, and the face injections between them, stay as they are)."""
     modules = _attention_modules(transformer)
     saved = [m.processor for m in modules]
-    processor = JointAttentionProcessor(ATTENTION_FUNCTIONS[name])
+    processor = JointAttentionProcessor(attention_fn)
     for m in modules:
         m.processor = processor
     try:

@@ -81,18 +81,10 @@ class ParallelPlan:
         if self.attention_fn is None:
             yield
             return
-        from ..engine.attention import JointAttentionProcessor
+        from ..engine.attention import joint_attention
 
-        modules = [block.attn1 for block in transformer.transformer_blocks]
-        saved = [m.processor for m in modules]
-        processor = JointAttentionProcessor(self.attention_fn)
-        for m in modules:
-            m.processor = processor
-        try:
+        with joint_attention(transformer, self.attention_fn):
             yield
-        finally:
-            for m, p in zip(modules, saved):
-                m.processor = p
 
     def agree(self, flag: bool) -> bool:
         """True on every rank when any rank says True (e.g. a cancel request seen by rank 0 only)."""
