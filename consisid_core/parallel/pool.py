@@ -93,6 +93,7 @@ class ParallelPool:
             q.put(job)
         stop: BaseException | None = None
         while True:
+            stop = stop or self._drain_progress(progress)
             try:
                 if stop is None and should_cancel is not None and should_cancel():
                     stop = Cancelled("cancelled")
@@ -100,9 +101,8 @@ class ParallelPool:
                 stop = exc
             if stop is not None:
                 self._cancel.set()
-            stop = stop or self._drain_progress(progress)
             try:
-                kind, *payload = self._results.get(timeout=0.1)
+                kind, *payload = self._results.get(timeout=0.02)
             except queue.Empty:
                 if not self.alive:
                     self.close()
