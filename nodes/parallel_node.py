@@ -21,6 +21,7 @@ def release_pools() -> None:
     with _LOCK:
         for pool in _POOLS.values():
             pool.close()
+            _log.info("ConsisID: stopped the parallel workers (%s)", pool.config.describe())
         _POOLS.clear()
         _PATCHERS.clear()
 

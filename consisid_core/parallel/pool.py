@@ -7,11 +7,14 @@ agreed by all ranks at the next step, so the workers stay in step and usable. No
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
 import socket
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -33,6 +36,22 @@ def _on_cpu(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.replace(value, **{f.name: _on_cpu(getattr(value, f.name)) for f in dataclasses.fields(value)})
     return value
+
+
+@contextlib.contextmanager
+def _core_importable():
+    """While workers start: `consisid_core` importable by name in them. Inside ComfyUI the pack loads it from its
+    folder without a sys.path entry; spawned children copy the parent's sys.path, so append the folder above it
+    (at the end, so ComfyUI's own `nodes` module still wins)."""
+    folder = str(Path(__file__).resolve().parents[2])
+    added = folder not in sys.path
+    if added:
+        sys.path.append(folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
 
 
 def _free_port() -> int:
@@ -65,8 +84,9 @@ class ParallelPool:
                 self._progress, self._cancel))
             for rank in range(config.world_size)
         ]
-        for proc in self._procs:
-            proc.start()
+        with _core_importable():
+            for proc in self._procs:
+                proc.start()
         ready = 0
         while ready < config.world_size:
             kind, *payload = self._next_result(start_timeout)

@@ -14,6 +14,7 @@ import copy
 import io
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,35 @@ def test_core_video_workflow_makes_the_requested_frames(server):
     assert _count_frames(video) == 17
     assert ticks == [(1, 3), (2, 3), (3, 3)]
     assert events.binary_frames >= 1, "latent previews were sent (--preview-method auto)"
+
+
+def test_parallel_workers_run_inside_comfyui_and_free_stops_them(server):
+    """Worker processes spawned from ComfyUI's server (2 CPU ranks, CFG parallel) make the video; /free ends them."""
+    from consisid_core.batch.parallel import with_parallel_workers
+    from consisid_core.parallel import ParallelConfig
+
+    prompt = with_parallel_workers(tiny("consisid_core_video_api.json", num_frames=9, seed=4), ParallelConfig(True))
+    sampler = nodes_of(prompt, "ConsisIDSampler")[0]
+
+    async def main():
+        async with comfy_server.Client(server) as client:
+            await _upload_face(client)
+            events, outputs = await _run_ok(client, prompt)
+            entry = outputs[nodes_of(prompt, "SaveVideo")[0]]["images"][0]
+            video = await client.view(entry)
+            status, _ = await client.post_json("/free", {"unload_models": True})
+            return events, video, status
+
+    events, video, status = run(main())
+    ticks = [(d["value"], d["max"]) for d in events.of("progress") if d.get("node") == sampler]
+    assert _count_frames(video) == 9
+    assert ticks[-1] == (3, 3), ticks
+    assert status == 200
+    assert "starting 2 parallel workers" in server.log()
+    deadline = time.monotonic() + 30  # /free is handled on ComfyUI's next queue check
+    while "stopped the parallel workers" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "stopped the parallel workers" in server.log()
 
 
 def test_vhs_workflow_makes_the_requested_frames(server):
