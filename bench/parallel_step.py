@@ -92,6 +92,7 @@ def main() -> None:
         engine.parallel = plan
         figures, _ = run_ours(ctx, "none", args.steps, engine=engine)
         writer = plan.is_writer
+        plan.close()
     if writer:
         print("RESULT " + json.dumps(figures), flush=True)
 

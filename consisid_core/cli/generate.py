@@ -186,9 +186,12 @@ def run(args: argparse.Namespace) -> int:
             if cache is not None:
                 print(cache.summary(), flush=True)
         if plan is not None and not plan.is_writer:
-            return 0  # rank 0 writes the video
+            plan.close()  # waits until rank 0 has written the video
+            return 0
         with _stage("write mp4", timings):
             out = write_video_file(video, args.out, fps=args.fps, overwrite=args.overwrite)
+        if plan is not None:
+            plan.close()
     written = count_frames(out)
     print(f"wrote {out} ({written} frames, {width}x{height}, {args.fps:g} fps)")
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

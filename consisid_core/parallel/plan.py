@@ -86,6 +86,14 @@ class ParallelPlan:
         with joint_attention(transformer, self.attention_fn):
             yield
 
+    def close(self) -> None:
+        """Wait for every rank, then leave the process group (a rank that exits with the group alive can abort)."""
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def agree(self, flag: bool) -> bool:
         """True on every rank when any rank says True (e.g. a cancel request seen by rank 0 only)."""
         if self.world_size == 1:

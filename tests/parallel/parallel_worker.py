@@ -45,6 +45,7 @@ def main() -> None:
     result = {teacache: run(engine, teacache) for teacache in THRESHOLDS}
     if plan.is_writer:
         torch.save(result, out)
+    plan.close()
 
 
 if __name__ == "__main__":
