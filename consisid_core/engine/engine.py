@@ -215,6 +215,7 @@ class ConsisIDEngine:
         if parallel is not None:
             p = self.transformer.config.patch_size
             parallel.config.check_tokens(prompt_embeds.shape[1], (shape[3] // p) * (shape[4] // p), do_cfg)
+            rotary = parallel.shard_rotary(rotary, latent_frames)  # once per generation, not per step
         with self.placement.use(self.transformer), attention_backend(self.transformer, self.attention), \
                 per_call(self.transformer.patch_embed, self.should_cancel), \
                 (parallel.attention(self.transformer) if parallel is not None else contextlib.nullcontext()):

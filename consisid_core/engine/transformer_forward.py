@@ -55,9 +55,8 @@ def transformer_forward(
     text_len = encoder_hidden_states.shape[1]
     encoder_hidden_states = hidden_states[:, :text_len]
     hidden_states = hidden_states[:, text_len:]
-    if parallel is not None:  # this rank's slice of every frame's tokens (and of the text)
+    if parallel is not None:  # this rank's slice of every frame's tokens (and of the text); rotary comes pre-sliced
         hidden_states, encoder_hidden_states = parallel.shard_tokens(hidden_states, encoder_hidden_states, num_frames)
-        image_rotary_emb = parallel.shard_rotary(image_rotary_emb, num_frames)
 
     if cache is None or cache.should_compute(signal, hidden_states.shape, encoder_hidden_states.shape):
         loop_input = hidden_states, encoder_hidden_states

@@ -122,8 +122,8 @@ async def _stats(server):
         return await client.get_json("/system_stats")
 
 
-def test_core_video_workflow_makes_the_requested_frames(server):
-    prompt = tiny("consisid_core_video_api.json", num_frames=17, seed=1)
+def _core_video(server, prompt: dict):
+    """Run a core-video API prompt: its events, the saved video's bytes and the Sampler's progress ticks."""
     sampler = nodes_of(prompt, "ConsisIDSampler")[0]
 
     async def main():
@@ -134,7 +134,11 @@ def test_core_video_workflow_makes_the_requested_frames(server):
             return events, await client.view(entry)
 
     events, video = run(main())
-    ticks = [(d["value"], d["max"]) for d in events.of("progress") if d.get("node") == sampler]
+    return events, video, [(d["value"], d["max"]) for d in events.of("progress") if d.get("node") == sampler]
+
+
+def test_core_video_workflow_makes_the_requested_frames(server):
+    events, video, ticks = _core_video(server, tiny("consisid_core_video_api.json", num_frames=17, seed=1))
     print(f"\ncore video: {_count_frames(video)} frames (17 requested), sampler progress {ticks}, "
           f"{events.binary_frames} preview frames")
     assert _count_frames(video) == 17
@@ -148,19 +152,13 @@ def test_parallel_workers_run_inside_comfyui_and_free_stops_them(server):
     from consisid_core.parallel import ParallelConfig
 
     prompt = with_parallel_workers(tiny("consisid_core_video_api.json", num_frames=9, seed=4), ParallelConfig(True))
-    sampler = nodes_of(prompt, "ConsisIDSampler")[0]
+    events, video, ticks = _core_video(server, prompt)
 
-    async def main():
+    async def free():
         async with comfy_server.Client(server) as client:
-            await _upload_face(client)
-            events, outputs = await _run_ok(client, prompt)
-            entry = outputs[nodes_of(prompt, "SaveVideo")[0]]["images"][0]
-            video = await client.view(entry)
-            status, _ = await client.post_json("/free", {"unload_models": True})
-            return events, video, status
+            return (await client.post_json("/free", {"unload_models": True}))[0]
 
-    events, video, status = run(main())
-    ticks = [(d["value"], d["max"]) for d in events.of("progress") if d.get("node") == sampler]
+    status = run(free())
     assert _count_frames(video) == 9
     assert ticks[-1] == (3, 3), ticks
     assert status == 200
