@@ -7,6 +7,7 @@ import logging
 from consisid_core import choices
 
 from . import comfy_bridge, model_folders
+from .comfy_memory import AUTO
 from .errors import fail, label, reported_as
 from .model_cache import REGISTRY, EngineHandle, EngineSettings, FaceModelsHandle, FaceSettings, settings_path
 from .types import CATEGORY, FACE_MODELS, MODEL
@@ -14,7 +15,7 @@ from .types import CATEGORY, FACE_MODELS, MODEL
 _log = logging.getLogger("ConsisID")
 
 PRECISIONS = list(choices.PRECISIONS)
-MEMORY_MODES = list(choices.MEMORY_MODES)
+MEMORY_MODES = [AUTO] + list(choices.MEMORY_MODES)  # auto: ComfyUI decides (nodes/comfy_memory.py)
 ONNX_PROVIDERS = [p.upper() for p in choices.ONNX_PROVIDERS]
 FACE_DEVICES = ["default", "cpu"]
 WEIGHT_DTYPES = list(choices.WEIGHT_DTYPES)
@@ -39,7 +40,8 @@ def engine_runtime(settings: EngineSettings):
     from consisid_core.runtime import resolve_runtime
 
     return resolve_runtime(device=settings.device, dtype=settings.precision, attention=settings.attention,
-                           memory_mode=settings.memory_mode, weight_dtype=settings.weight_dtype,
+                           memory_mode="none" if settings.memory_mode == AUTO else settings.memory_mode,
+                           weight_dtype=settings.weight_dtype,
                            compile=settings.compile)
 
 
@@ -79,11 +81,13 @@ class ConsisIDModelLoader:
                 "precision": (PRECISIONS, {"default": "bf16", "tooltip": (
                     "Weight and compute dtype. bf16 is what ConsisID was trained in (use it on GPUs that support "
                     "it); fp16 for older GPUs; fp32 doubles memory (CPU runs or debugging).")}),
-                "memory_mode": (MEMORY_MODES, {"default": "model_offload", "tooltip": (
-                    "none: everything stays on the GPU (fastest, about 37 GB for 49 frames at 720x480). "
-                    "model_offload: each model visits the GPU only for its stage (about 22 GB, a little slower). "
-                    "sequential_offload: layers stream to the GPU one by one (about 16 GB, much slower). "
-                    "Combine with VAE tiling in ConsisID Decode for the lowest peak.")}),
+                "memory_mode": (MEMORY_MODES, {"default": AUTO, "tooltip": (
+                    "auto: ComfyUI's memory manager decides, as for its own models (loads what fits, casts the "
+                    "rest layer by layer; honours --lowvram, --novram, --reserve-vram). Overrides: none keeps T5, "
+                    "DiT and VAE resident together (fastest, about 37 GB for 49 frames at 720x480); model_offload "
+                    "unloads the other two before each stage (about 22 GB); sequential_offload loads each model "
+                    "with a minimal resident budget, as --novram does (lowest memory, much slower). Combine with "
+                    "VAE tiling in ConsisID Decode for the lowest peak.")}),
                 "attention": (attention_backends(), {"default": "sdpa", "tooltip": (
                     "Attention backend. sdpa lets PyTorch choose its fastest kernel; sdpa_flash, sdpa_efficient and "
                     "sdpa_cudnn force one CUDA kernel; sdpa_math is the slow exact reference; sageattention and "

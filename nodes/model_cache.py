@@ -5,10 +5,10 @@ models on first use and can always load them again, so the registry is free to r
 
 - Same settings in a later run -> the registry gives back the same handle (already loaded).
 - New settings -> handles of other settings drop their models first (one ConsisID model in memory).
-- Each loaded model (T5, transformer, VAE, face networks) is a ModelPatcher in ComfyUI's loaded-model
+- Each loaded model (T5, transformer, VAE, face networks) is a stock ModelPatcher in ComfyUI's loaded-model
   list (nodes/comfy_memory.py). When ComfyUI unloads one ("Unload models", POST /free, another model
-  needing the room), its device copy is dropped (the host copy stays: back at next use, no reload) and
-  the registry stops pinning the handle; if ComfyUI also clears its node cache ("Free model and node
+  needing the room), it goes back to RAM as any ComfyUI model does (back at next use, no reload from disk)
+  and the registry stops pinning the handle; if ComfyUI also clears its node cache ("Free model and node
   cache"), nothing references it any more and its RAM is freed too.
 """
 
@@ -61,7 +61,7 @@ class EngineHandle:
         self.settings = settings
         self._loader = loader
         self._engine = None
-        self._patchers: dict = {}
+        self._patchers = None  # comfy_memory.EnginePatchers
         self.loads = 0
         self.preview_map = None  # latent -> RGB map, fitted on first preview
 
@@ -77,19 +77,21 @@ class EngineHandle:
         if self._engine is None:
             REGISTRY.drop_others(self)
             self._engine = self._loader(self.settings)
-            self._patchers = comfy_memory.manage_engine(self._engine, _unpin(self))
+            self._patchers = comfy_memory.manage_engine(self._engine, self.settings.memory_mode, _unpin(self))
             self.loads += 1
-        if lora_stack or getattr(self._engine, "loras", None):
-            from consisid_core.engine.lora import use_loras
-
-            use_loras(self._engine, tuple(lora_stack))
+        self._patchers.use_loras(tuple(lora_stack))  # weight patches on a clone: no reload, no peft
         return self._engine
+
+    @property
+    def patchers(self):
+        """The engine's ComfyUI patchers (None until loaded)."""
+        return self._patchers
 
     def drop(self) -> None:
         """Forget the engine entirely: device copies dropped, nothing copied to RAM; RAM freed once unreferenced."""
         if self._engine is not None:
-            comfy_memory.forget(self._patchers.values())
-            self._patchers = {}
+            self._patchers.forget()
+            self._patchers = None
             self._engine = None
             self.preview_map = None
             comfy_bridge.soft_empty_cache()
@@ -120,13 +122,15 @@ class FaceModelsHandle:
             self._models = self._loader(self.settings)
             self._patcher = comfy_memory.manage_face_models(self._models, _unpin(self))
             self.loads += 1
-        comfy_memory.load([self._patcher])
+        from consisid_core.engine.memory_estimate import face_networks
+
+        comfy_memory.load([self._patcher], face_networks())
         return self._models
 
     def offload(self) -> None:
         """Free the accelerator for sampling: device copies and onnxruntime CUDA arenas go, host copies stay."""
         if self._patcher is not None:
-            self._patcher.detach()
+            comfy_memory.unload([self._patcher])
         elif self._models is not None:
             self._models.offload()
 

@@ -11,7 +11,7 @@ import torch
 
 from ..cancel import per_call
 from ..errors import UnsupportedInputError
-from . import checks
+from . import checks, memory_estimate
 from .attention import attention_backend
 from .conditioning import encode_posterior, image_latents, keypoint_image, preprocess, to_pil_rgb
 from .decode import decode_latents
@@ -78,7 +78,8 @@ class ConsisIDEngine:
     @torch.inference_mode()
     def encode_text(self, prompt: str, negative_prompt: str | None = "", *, with_negative: bool = True) -> TextConditioning:
         """T5 embeddings of the prompt, and of the negative prompt unless `with_negative` is False (no CFG)."""
-        with self.placement.use(self.text_encoder), per_call(self.text_encoder, self.should_cancel):
+        need = memory_estimate.text_encode(self.info.text_len, self.text_encoder.config)
+        with self.placement.use(self.text_encoder, memory_required=need), per_call(self.text_encoder, self.should_cancel):
             positive = encode_prompt(self.tokenizer, self.text_encoder, prompt, self.info.text_len, self.device, self.dtype)
             negative = None
             if with_negative:
@@ -119,7 +120,8 @@ class ConsisIDEngine:
             else:
                 kps_img = to_pil_rgb(kps_cond)
             kps_tensor = preprocess(self.video_processor, kps_img, height, width).to(self.device, dtype=self.dtype)
-        with self.placement.use(self.vae), per_call(self.vae.encoder, self.should_cancel):
+        need = memory_estimate.vae_encode(self.vae.config, height, width, self.dtype)
+        with self.placement.use(self.vae, memory_required=need), per_call(self.vae.encoder, self.should_cancel):
             image_params = encode_posterior(self.vae, face_tensor)
             kps_params = encode_posterior(self.vae, kps_tensor) if kps_tensor is not None else None
         return GlobalConditioning(image_params, kps_params, height, width, face_tensor)
@@ -138,7 +140,8 @@ class ConsisIDEngine:
             )
         if len(id_vit_hidden) < lfe.num_scale:
             raise UnsupportedInputError(f"id_vit_hidden must hold {lfe.num_scale} tensors; got {len(id_vit_hidden)}")
-        with self.placement.use_part(self.transformer, lfe), per_call(lfe, self.should_cancel):
+        with self.placement.use_part(self.transformer, lfe, memory_required=memory_estimate.FLOOR), \
+                per_call(lfe, self.should_cancel):
             tokens = face_tokens(self.transformer, id_cond, list(id_vit_hidden), self.dtype, self.device)
         scale = self.info.face_scale if face_scale is None else float(face_scale)
         return LocalConditioning(tokens, scale)
@@ -216,7 +219,10 @@ class ConsisIDEngine:
             p = self.transformer.config.patch_size
             parallel.config.check_tokens(prompt_embeds.shape[1], (shape[3] // p) * (shape[4] // p), do_cfg)
             rotary = parallel.shard_rotary(rotary, latent_frames)  # once per generation, not per step
-        with self.placement.use(self.transformer), attention_backend(self.transformer, self.attention), \
+        need = memory_estimate.dit_step(self.info, self.transformer.config, height, width, num_frames, do_cfg, dtype,
+                                        self.attention, self.device)
+        with self.placement.use(self.transformer, memory_required=need), \
+                attention_backend(self.transformer, self.attention), \
                 per_call(self.transformer.patch_embed, self.should_cancel), \
                 (parallel.attention(self.transformer) if parallel is not None else contextlib.nullcontext()):
             latents = denoise_loop(
@@ -229,7 +235,9 @@ class ConsisIDEngine:
     @torch.inference_mode()
     def decode(self, video: LatentVideo, tiling: bool = False, slicing: bool = False) -> torch.Tensor:
         """Frames [F, H, W, 3] float32 in [0, 1]."""
-        with self.placement.use(self.vae), per_call(self.vae.decoder, self.should_cancel):  # each chunk/tile
+        need = memory_estimate.vae_decode(self.vae.config, video.height, video.width, self.dtype, tiling)
+        with self.placement.use(self.vae, memory_required=need), \
+                per_call(self.vae.decoder, self.should_cancel):  # each chunk/tile
             frames = decode_latents(
                 self.vae, self.video_processor, video.latents.to(self.device, self.dtype), self.info.vae_scaling, tiling,
                 slicing,

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 STUB_DIR = Path(__file__).resolve().parent
-MODULES = ("folder_paths", "comfy", "comfy.utils", "comfy.model_management", "comfy.model_patcher", "comfy.cli_args",
-           "server")
+MODULES = ("folder_paths", "comfy", "comfy.utils", "comfy.model_management", "comfy.patcher_extension", "comfy.lora",
+           "comfy.model_patcher", "comfy.ops", "comfy.cli_args", "server")
 
 
 def activate(base_path: str | Path):

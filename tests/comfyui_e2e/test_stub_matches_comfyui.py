@@ -15,6 +15,8 @@ MODULES = {
     "comfy/utils.py": "comfy/utils.py",
     "comfy/model_management.py": "comfy/model_management.py",
     "comfy/model_patcher.py": "comfy/model_patcher.py",
+    "comfy/lora.py": "comfy/lora.py",
+    "comfy/patcher_extension.py": "comfy/patcher_extension.py",
     "comfy/cli_args.py": "comfy/cli_args.py",
     "server.py": "server.py",
 }

@@ -20,8 +20,9 @@ def _only(prompt: dict, class_type: str) -> str:
 
 
 def _listed(mm) -> list:
-    """The real models behind ComfyUI's loaded-model list."""
-    return [entry.model.model for entry in mm.current_loaded_models if entry.model is not None]
+    """The real models behind ComfyUI's loaded-model list (our containers hold them as `inner`)."""
+    models = [entry.model.model for entry in mm.current_loaded_models if entry.model is not None]
+    return [getattr(m, "inner", m) for m in models]
 
 
 def _ours(engine) -> list:
@@ -30,6 +31,7 @@ def _ours(engine) -> list:
 
 def test_our_models_are_in_comfyuis_list_and_free_unloads_them_without_a_monkeypatch(comfyui):
     import comfy.model_management as mm
+    import comfy.model_patcher
 
     original_unload = mm.unload_all_models
     prompt = tiny_prompt(steps=1, attention="sdpa_math")  # settings no other test uses: only this test holds them
@@ -39,19 +41,26 @@ def test_our_models_are_in_comfyuis_list_and_free_unloads_them_without_a_monkeyp
     engine = handle.get()
     listed = _listed(mm)
     assert all(any(m is model for m in listed) for model in _ours(engine)), "T5, transformer and VAE are registered"
-    assert any(isinstance(m, torch.nn.ModuleList) and m[-1] is face_handle.get().eva for m in listed), "face models too"
+    assert any(getattr(m, "networks", [None])[-1] is face_handle.get().eva for m in listed), "face models too"
     assert mm.unload_all_models is original_unload, "ComfyUI's functions are left as they are"
+    patchers = handle.patchers.all()
+    assert all(type(p) is comfy.model_patcher.ModelPatcher for p in patchers), "ComfyUI's own patcher, unchanged"
+    names = sorted(type(e.model.model).__name__ for e in mm.current_loaded_models if e.model is not None)
+    assert {"T5TextEncoder", "ConsisIDTransformer", "CogVideoXVAE", "ConsisIDFaceModels"} <= set(names)
 
     unloads = []
-    for patcher in handle._patchers.values():
-        patcher.on_unload = lambda patcher=patcher, unpin=patcher.on_unload: unloads.append(patcher.model) or unpin()
+    from comfy.patcher_extension import CallbacksMP
+
+    for patcher in patchers:
+        patcher.add_callback(CallbacksMP.ON_DETACH, lambda p, unpatch_all, patcher=patcher:
+                             unpatch_all and unloads.append(patcher.model.inner))
     comfyui.run(tiny_prompt(steps=1, attention="sdpa_math", seed=8))
     assert unloads == [], "stages do not unload our models (no reload per stage)"
 
     mm.unload_all_models()  # the "Unload models" button / POST /free
     assert sorted(map(id, unloads)) == sorted(map(id, _ours(engine))), "each unloaded once, through its patcher"
     assert not any(m is model for m in _listed(mm) for model in _ours(engine))
-    assert all(not p.loaded for p in handle._patchers.values())
+    assert all(p.loaded_size() == 0 for p in patchers)
     loads = handle.loads
     assert handle.get() is engine and handle.loads == loads, "kept in RAM: back without reloading"
 
@@ -60,12 +69,30 @@ def test_our_models_are_in_comfyuis_list_and_free_unloads_them_without_a_monkeyp
     mm.unload_all_models()
 
     # ComfyUI unloaded them, so the registry no longer pins them: dropping the node cache frees their RAM
-    del outputs, engine, listed
+    del outputs, engine, listed, patchers
     key, handle_ref = handle.settings, weakref.ref(handle)
     del handle, face_handle
     gc.collect()
     assert handle_ref() is None
     assert all(h.settings != key for h in comfyui.registry.handles("engine"))
+
+
+def test_each_stage_asks_for_its_activation_memory(comfyui, monkeypatch):
+    import comfy.model_management as mm
+
+    asked = []
+    original = mm.load_models_gpu
+    monkeypatch.setattr(mm, "load_models_gpu", lambda models, memory_required=0, **kw: asked.append(
+        ([type(p.model).__name__ for p in models], memory_required)) or original(models, memory_required, **kw))
+    comfyui.run(tiny_prompt(steps=1, seed=12))
+    by_model = {}
+    for names, required in asked:
+        for name in names:
+            by_model.setdefault(name, []).append(required)
+    assert set(by_model) >= {"T5TextEncoder", "ConsisIDTransformer", "CogVideoXVAE"}
+    assert all(r > 0 for rs in by_model.values() for r in rs), "every stage passes memory_required"
+    assert max(by_model["ConsisIDTransformer"]) > min(by_model["ConsisIDTransformer"]), \
+        "the denoising step asks for more than the face-token stage"
 
 
 def test_another_model_evicts_ours_and_ours_evicts_it(comfyui):
@@ -75,21 +102,24 @@ def test_another_model_evicts_ours_and_ours_evicts_it(comfyui):
     prompt = tiny_prompt(steps=1)
     handle = comfyui.run(prompt).outputs[_only(prompt, "ConsisIDModelLoader")][0]
     engine = handle.get()
-    t5 = handle._patchers[id(engine.text_encoder)]
+    t5 = handle.patchers.patcher("text_encoder")
     theirs = comfy.model_patcher.ModelPatcher(torch.nn.Linear(256, 256), torch.device("cpu"), torch.device("cpu"))
-    ours_loaded = sum(p.loaded_size() for p in handle._patchers.values())
+    ours_loaded = sum(p.loaded_size() for p in handle.patchers.all())
     assert ours_loaded > 0
 
     mm.vram_capacity = ours_loaded + theirs.model_size() // 2  # both do not fit
     mm.load_models_gpu([theirs])  # another pack's node loads its model
     assert any(m is theirs.model for m in _listed(mm))
-    assert not all(p.loaded for p in handle._patchers.values()), "ComfyUI evicted some of ours for it"
+    assert not all(p.loaded_size() for p in handle.patchers.all()), "ComfyUI evicted some of ours for it"
 
     keep = [entry for entry in mm.current_loaded_models if entry.model is theirs]
     mm.free_memory(1e30, torch.device("cpu"), keep_loaded=keep)  # (the rest of ours leaves too)
-    mm.vram_capacity = t5.model_size() + theirs.model_size() // 2
-    engine.encode_text("a prompt", "")  # our next stage asks ComfyUI for the room it needs
-    assert t5.loaded and any(m is engine.text_encoder for m in _listed(mm))
+    from consisid_core.engine.memory_estimate import text_encode
+
+    need = text_encode(engine.info.text_len, engine.text_encoder.config)
+    mm.vram_capacity = t5.model_size() + need + theirs.model_size() // 2  # T5 + its activations fit only alone
+    engine.encode_text("a prompt", "")  # our next stage asks ComfyUI for the room it needs (+ its activations)
+    assert t5.loaded_size() > 0 and any(m is engine.text_encoder for m in _listed(mm))
     assert theirs.loaded_size() == 0, "ours evicted theirs (ComfyUI unloaded its weights)"
     mm.vram_capacity = None
 

@@ -1,15 +1,29 @@
 """Stand-in for the parts of ComfyUI 0.8 `comfy/model_patcher.py` that `model_management` and custom nodes use.
 
-Same names and signatures as ComfyUI; the weight patching (LoRA, lowvram) is left out: loading moves the
-whole model to `load_device`, unloading moves it to `offload_device`, and the bookkeeping attributes ComfyUI
-keeps on the model (`model_loaded_weight_memory`, ...) are kept the same way.
+Same names and signatures as ComfyUI; partial (lowvram) loading is left out: loading moves the whole model to
+`load_device` and applies the weight patches (LoRA: backup, patch through the layer's convert/set functions when
+it has them), unloading restores the backups and moves it to `offload_device`, clones share the model and its
+backups, and the bookkeeping attributes ComfyUI keeps on the model (`model_loaded_weight_memory`, ...) are kept
+the same way. The real partial loading is tested against a real ComfyUI (tests/comfyui_e2e).
 """
 
 from __future__ import annotations
 
 import uuid
 
+import torch
+
+import comfy.lora
 import comfy.model_management
+from comfy.patcher_extension import CallbacksMP
+
+
+def get_key_weight(model, key):
+    op_name, attr = key.rsplit(".", 1)
+    op = model.get_submodule(op_name)
+    set_func = getattr(op, f"set_{attr}", None)
+    convert_func = getattr(op, f"convert_{attr}", None)
+    return getattr(op, attr), set_func, convert_func
 
 
 class ModelPatcher:
@@ -30,6 +44,7 @@ class ModelPatcher:
         self.weight_inplace_update = weight_inplace_update
         self.patches_uuid = uuid.uuid4()
         self.parent = None
+        self.callbacks = CallbacksMP.init_callbacks()
         for name, value in (("model_loaded_weight_memory", 0), ("lowvram_patch_counter", 0), ("model_lowvram", False),
                             ("current_weight_patches_uuid", None), ("model_offload_buffer_memory", 0)):
             if not hasattr(self.model, name):
@@ -60,10 +75,65 @@ class ModelPatcher:
         if hasattr(self.model, "get_dtype"):
             return self.model.get_dtype()
 
+    def clone(self):
+        n = self.__class__(self.model, self.load_device, self.offload_device, self.model_size(),
+                           weight_inplace_update=self.weight_inplace_update)
+        n.patches = {k: v[:] for k, v in self.patches.items()}
+        n.patches_uuid = self.patches_uuid
+        n.backup = self.backup
+        n.parent = self
+        n.callbacks = {k: {k1: c1.copy() for k1, c1 in c.items()} for k, c in self.callbacks.items()}
+        return n
+
+    def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
+        model_sd = self.model.state_dict()
+        added = set()
+        for key in patches:
+            if key in model_sd:
+                added.add(key)
+                self.patches.setdefault(key, []).append((strength_patch, patches[key], strength_model, None, None))
+        self.patches_uuid = uuid.uuid4()
+        return list(added)
+
+    def add_callback(self, call_type, callback):
+        self.callbacks.setdefault(call_type, {}).setdefault(None, []).append(callback)
+
+    def get_all_callbacks(self, call_type):
+        return [c for group in self.callbacks.get(call_type, {}).values() for c in group]
+
+    def patch_weight_to_device(self, key, device_to=None, inplace_update=False):
+        if key not in self.patches:
+            return
+        weight, set_func, convert_func = get_key_weight(self.model, key)
+        if key not in self.backup:
+            self.backup[key] = weight.detach().clone()
+        temp = weight.detach().to(device=device_to or weight.device, dtype=torch.float32, copy=True)
+        if convert_func is not None:
+            temp = convert_func(temp, inplace=True)
+        out = comfy.lora.calculate_weight(self.patches[key], temp, key)
+        if set_func is None:
+            op_name, attr = key.rsplit(".", 1)
+            setattr(self.model.get_submodule(op_name), attr, torch.nn.Parameter(out.to(weight.dtype), requires_grad=False))
+        else:
+            set_func(out, inplace_update=inplace_update, seed=0)
+
+    def _restore_backups(self):
+        for key, weight in self.backup.items():
+            op_name, attr = key.rsplit(".", 1)
+            setattr(self.model.get_submodule(op_name), attr, torch.nn.Parameter(weight, requires_grad=False))
+        self.backup.clear()
+        self.model.current_weight_patches_uuid = None
+
     def load(self, device_to=None, lowvram_model_memory=0, force_patch_weights=False, full_load=False):
+        if self.model.current_weight_patches_uuid not in (None, self.patches_uuid):
+            self._restore_backups()  # another clone's patches are on the weights
+        if self.model.current_weight_patches_uuid is None:
+            for key in self.patches:
+                self.patch_weight_to_device(key, device_to)
         self.model.to(device_to)
         self.model.device = device_to
         self.model.model_loaded_weight_memory = self.model_size()
+        self.model.current_weight_patches_uuid = self.patches_uuid
 
     def patch_model(self, device_to=None, lowvram_model_memory=0, load_weights=True, force_patch_weights=False):
         if load_weights:
@@ -72,6 +142,7 @@ class ModelPatcher:
 
     def unpatch_model(self, device_to=None, unpatch_weights=True):
         if unpatch_weights:
+            self._restore_backups()
             if device_to is not None:
                 self.model.to(device_to)
                 self.model.device = device_to
@@ -84,7 +155,7 @@ class ModelPatcher:
 
     def partially_load(self, device_to, extra_memory=0, force_patch_weights=False):
         current = self.model.model_loaded_weight_memory
-        if current > 0:
+        if current > 0 and self.model.current_weight_patches_uuid == self.patches_uuid:
             return 0
         self.load(device_to, current + extra_memory, force_patch_weights, full_load=True)
         return self.model.model_loaded_weight_memory - current
@@ -93,6 +164,8 @@ class ModelPatcher:
         self.model_patches_to(self.offload_device)
         if unpatch_all:
             self.unpatch_model(self.offload_device, unpatch_weights=unpatch_all)
+        for callback in self.get_all_callbacks(CallbacksMP.ON_DETACH):
+            callback(self, unpatch_all)
         return self.model
 
     def current_loaded_device(self):
