@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench_common import REPO  # noqa: E402,F401  (puts the repository root on sys.path)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TEACACHE_THRESHOLDS = (0.1, 0.15, 0.2)
 TIME_EMBEDDING_SHIFT = 1.0  # added to the time embedding's output bias for the "shifted" TeaCache rows

@@ -23,8 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench_common import REPO  # noqa: E402,F401  (puts the repository root on sys.path)
 
 
 def load_photos(names: list[str]) -> dict:
@@ -105,8 +104,7 @@ def main() -> None:
     if args.model_dir is None:
         from consisid_core.demo.face_models import write_face_encoder
 
-        sys.path.insert(0, str(REPO / "tests"))  # test-only helpers
-        from support.parsenet import write_parsenet
+        from consisid_core.demo.parsenet import write_parsenet
 
         tmp = tempfile.TemporaryDirectory(prefix="bench_face_")
         args.model_dir = Path(tmp.name)

@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench_common import REPO  # noqa: E402,F401  (puts the repository root on sys.path)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 GB = 1024**3
 
@@ -134,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not (folder / "config.json").is_file():
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-                            "from bench.bench_load import write_model; from pathlib import Path; "
-                            f"write_model(Path({str(folder)!r}), {args.layers}, {args.shard_gb})"], check=True)
+            subprocess.run([sys.executable, "-c", "from bench.bench_load import write_model; from pathlib import Path; "
+                            f"write_model(Path({str(folder)!r}), {args.layers}, {args.shard_gb})"], check=True,
+                           cwd=REPO)  # `python -c` puts its working folder on sys.path
             print(f"wrote a {args.layers}-layer transformer in {time.perf_counter() - start:.0f} s")
         on_disk = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
         shards = len(list(folder.glob("*.safetensors")))

@@ -13,13 +13,11 @@ Needs the reference environment (torchvision):
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "metrics"), str(REPO / "tests")]
+from bench_common import REPO  # noqa: E402,F401  (puts the repository root on sys.path)
 PROMPT = "The video shows a woman in an orange space suit smiling in front of a flag; the camera slowly moves closer."
 
 
@@ -176,7 +174,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from metrics_fixtures import write_eval_models
+    from consisid_core.demo.metrics_models import write_eval_models
 
     video = make_video(args.frames)
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,10 +20,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench_common import REPO  # noqa: E402,F401  (puts the repository root on sys.path)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

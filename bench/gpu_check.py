@@ -1,27 +1,26 @@
-"""One-command GPU check: our engine vs diffusers' ConsisIDPipeline on a full-size random-weight ConsisID.
+"""One-command GPU check: correctness gates first, then speed against diffusers, compiled blocks last.
 
-    python bench/gpu_check.py                 # one CUDA GPU, no download: 42 layers x 3072, 49 x 480 x 720
-    python bench/gpu_check.py --device cpu    # the same code at tiny sizes (CI smoke test; figures not compared)
+    python bench/gpu_check.py                       # one CUDA GPU, no download: 42 layers x 3072, 49 x 480 x 720
+    python bench/gpu_check.py --device cpu          # the same code at tiny sizes (CI smoke test, a few minutes)
+    python bench/gpu_check.py --deadline 300        # skip what will not fit in 300 s (estimates in the plan)
 
-Writes a random model in the official layout (sharded bf16 transformer with the real config and real
-face-extractor sizes, the real CogVideoX VAE, a 2-layer random T5 with the real 4096-wide output), then measures,
-each implementation in turn: load time and peak host RAM (a fresh process each), time per denoising step,
-peak VRAM per memory mode (ours: none / model_offload / sequential_offload; diffusers: .to(device) /
-enable_model_cpu_offload / enable_sequential_cpu_offload) and each attention backend that imports.
-Prints one table, writes a JSON file, and exits 1 when (on CUDA) any compared figure of ours is worse than
-diffusers' by more than --tolerance (5 %).
-
-Rows come from ROWS, a list of functions `row(ctx) -> list[Row]`; add a function to add rows (e.g. TeaCache,
-fp8, compiled blocks) and it is timed, printed, saved and compared like the others.
+Writes a random model in the official layout (real transformer config and face-extractor sizes, the real CogVideoX
+VAE, a 2-layer random T5 with the real 4096-wide output), prints the plan (every row with its estimated cost), then
+runs the rows in order, writing the JSON after each one. Correctness rows (they gate): ours = diffusers'
+ConsisIDPipeline with the same generator on the device; every memory mode = mode none; ComfyUI partial loads at two
+budgets = mode none; fp8 and fast fp8 error; parallel = one device; `pytest -m gpu`. Speed rows reuse those runs
+(>= 3 timed steps each) and add load time, offload modes, attention backends, TeaCache; compiled blocks last.
+Exit status: 1 when a correctness row fails or any row crashes; 2 when only speed is worse than diffusers by more
+than --tolerance (CUDA); 0 otherwise. Rows skipped (deadline, one GPU, no ComfyUI) say why.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
+import math
 import os
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,332 +30,285 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from bench_common import (REPO, Context, Row, check_row, engine_denoise, get_run, load_ours, model_error, quiet,
+                          reset_peak, skipped)
+from random_consisid import PROFILES, write_random_model
 
-from random_consisid import PROFILES, Profile, write_random_model  # noqa: E402
+import gpu_parallel
+import gpu_speed
 
-PROMPT = "A person smiles at the camera in a sunlit park; the camera slowly pushes in."
-MODES = ("none", "model_offload", "sequential_offload")
+DEFAULT_DEADLINE = {"cuda": 480.0, "cpu": 600.0}  # seconds: 8 minutes on one H100/H200
+# Errors are relative L2 of the final latents, measured against what the model contributed to them (the latents
+# minus those of the same run with the transformer's output zeroed), not against the noise they start from.
+BF16_TOL = 2e-2  # ours vs diffusers in bf16: same weights and noise, only op-order rounding (0 measured on CPU)
+SAME_TOL = 1e-3  # memory modes / partial loads: the same kernels on the same weights; a race or dtype slip is far above
+FP8_TOL = 0.15  # fp8 weights vs bf16 after all steps (one forward is ~2-3 %)
+FP8_FAST_TOL = 0.1  # fp8 activations (fast path) vs the upcast fp8 path (one forward is ~2-4 %)
+COMFY_BUDGETS = (1 / 3, 2 / 3)  # fractions of the transformer's bytes ComfyUI may keep on the device
 
-# ---- measurements --------------------------------------------------------------------------------------------
+# ---- estimated cost -----------------------------------------------------------------------------------------------
+# Seconds per run the check makes, per profile. full: one H100/H200, guessed from the model's size (recalibrate
+# from the JSON's took_s); tiny: this CPU class, measured. A row costs its runs that no earlier row made, plus `own`.
+RUN_COST = {
+    "full": {"setup": 35, ("diffusers", "none"): 30, ("ours", "none"): 22, ("ours", "null"): 9,
+             ("ours", "model_offload"): 25, ("ours", "sequential_offload"): 35, ("ours", "fp8"): 25,
+             ("ours", "fp8_fast"): 8, ("diffusers", "model_offload"): 35, ("diffusers", "sequential_offload"): 50},
+    "tiny": {"setup": 8, ("diffusers", "none"): 6, ("ours", "none"): 4, ("ours", "null"): 1,
+             ("ours", "model_offload"): 4, ("ours", "sequential_offload"): 4, ("ours", "fp8"): 4, ("ours", "fp8_fast"): 2,
+             ("diffusers", "model_offload"): 0, ("diffusers", "sequential_offload"): 0},
+}
 
 
 @dataclass
-class Row:
-    """One line of the table: a figure of ours and of diffusers (None when it has no counterpart)."""
+class Task:
+    """One step of the plan: `fn(ctx)` returns its rows; `needs` are the runs it makes or reuses."""
 
     name: str
-    unit: str
-    ours: float | None
-    theirs: float | None
-    compare: bool = True  # counts for the exit code (on CUDA)
-    note: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        return None if not self.ours or not self.theirs else self.ours / self.theirs
+    kind: str  # correctness, speed or compile
+    fn: Callable[[Context], list[Row]]
+    needs: tuple = ()
+    own: dict = field(default_factory=dict)  # profile -> seconds beyond its runs
 
 
-@dataclass
-class Context:
-    """Shared state of one check: settings, the model folder and results that several rows read."""
-
-    device: str
-    profile: Profile
-    folder: Path
-    steps: int
-    offload_steps: int
-    modes: tuple[str, ...]
-    runs: dict = field(default_factory=dict)  # (impl, mode) -> {"step_s", "peak_vram_gb", "wall_s"}
-    keep_engine: object = None  # ours in mode none, reused for the attention rows
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.startswith("cuda")
+def estimate(task: Task, profile: str, done: set) -> float:
+    """Seconds `task` should take after the runs in `done` were made."""
+    costs = RUN_COST[profile]
+    return task.own.get(profile, 0.0) + sum(costs.get(key, 0.0) for key in task.needs if key not in done)
 
 
-def _sync(device: str) -> None:
+# ---- correctness rows ---------------------------------------------------------------------------------------------
+
+
+def row_vs_diffusers(ctx: Context) -> list[Row]:
+    theirs = get_run(ctx, ("diffusers", "none"))  # first: nothing of ours is on the device while diffusers runs
+    ours = get_run(ctx, ("ours", "none"))
+    generator = "torch.Generator('cuda')" if ctx.cuda else "torch.Generator('cpu')"
+    return [check_row("ours = diffusers ConsisIDPipeline (bf16)", model_error(ctx, ours, theirs),
+                      BF16_TOL, note=f"same {generator} seed, {ctx.steps} steps")]
+
+
+def memory_mode_row(mode: str) -> Callable[[Context], list[Row]]:
+    def row(ctx: Context) -> list[Row]:
+        ref = get_run(ctx, ("ours", "none"))
+        got = get_run(ctx, ("ours", mode))
+        error = model_error(ctx, got, ref)
+        exact = got.latents.shape == ref.latents.shape and bool((got.latents == ref.latents).all())
+        return [check_row(f"memory mode {mode} = none", error, SAME_TOL, note="bit-exact" if exact else "")]
+
+    row.__name__ = f"row_memory_{mode}"
+    return row
+
+
+def comfy_model_factory(cuda: bool) -> tuple[Callable | None, str]:
+    """`nodes.comfy_ops.make_comfy_model` when ComfyUI imports and the adapter provides it, else (None, why not).
+
+    Contract: `make_comfy_model(engine, device)` returns ComfyUI's stock ModelPatcher around the engine's
+    transformer; the row calls its `model_size()`, `load(device, lowvram_model_memory=budget)`, `loaded_size()`
+    and `detach()`. ComfyUI comes from the environment (PYTHONPATH=<ComfyUI checkout>); both imports stay here."""
+    try:
+        import comfy.cli_args
+
+        if not cuda:
+            comfy.cli_args.args.cpu = True  # ComfyUI's --cpu: its memory manager would look for CUDA
+        import comfy.model_management  # noqa: F401
+        import comfy.model_patcher  # noqa: F401
+    except Exception as exc:  # ImportError, or ComfyUI failing to start here
+        return None, (f"skipped: ComfyUI is not importable ({type(exc).__name__}: {str(exc)[:50]}); "
+                      "put a checkout on PYTHONPATH")
+    try:
+        import importlib
+
+        comfy_ops = importlib.import_module("nodes.comfy_ops")  # ours: the repository root comes first on sys.path
+    except Exception as exc:
+        return None, f"skipped: nodes.comfy_ops does not import ({type(exc).__name__}: {str(exc)[:60]})"
+    make = getattr(comfy_ops, "make_comfy_model", None)
+    if make is None:
+        return None, "skipped: nodes.comfy_ops has no make_comfy_model(engine, device) yet"
+    return make, ""
+
+
+def row_comfy_partial(ctx: Context) -> list[Row]:
+    """Our transformer under ComfyUI's stock ModelPatcher, partially loaded at two budgets, vs mode none."""
+    names = [f"ComfyUI partial load {fraction:.0%} = none" for fraction in COMFY_BUDGETS]
+    make, why = comfy_model_factory(ctx.cuda)
+    if make is None:
+        return [skipped(name, why, "correctness") for name in names]
     import torch
 
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _reset_peak(device: str) -> int:
-    """Free what can be freed and restart the peak counter; returns the bytes still allocated (the baseline)."""
-    import torch
-
-    gc.collect()
-    if not device.startswith("cuda"):
-        return 0
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    return torch.cuda.memory_allocated()
-
-
-def _peak_gb(device: str, baseline: int) -> float | None:
-    """Peak CUDA memory allocated since `_reset_peak`, above what was already allocated then."""
-    import torch
-
-    return (torch.cuda.max_memory_allocated() - baseline) / 1024**3 if device.startswith("cuda") else None
-
-
-def _step_seconds(stamps: list[float]) -> float:
-    """Mean time per step after the first (the first one includes warm-up)."""
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    return sum(gaps) / len(gaps) if gaps else float("nan")
-
-
-def _inputs(profile: Profile):
-    import torch
-    from PIL import Image
-
-    gen = torch.Generator().manual_seed(0)
-    lfe = profile.transformer
-    id_cond = torch.randn(1, lfe["LFE_id_dim"], generator=gen)
-    hidden = [torch.randn(1, profile.eva_tokens, lfe["LFE_vit_dim"], generator=gen) for _ in range(lfe["LFE_num_scale"])]
-    face = Image.open(REPO / "consisid_core" / "assets" / "default_face.png").convert("RGB")
-    return face, id_cond, hidden
-
-
-def run_ours(ctx: Context, mode: str, steps: int, attention: str = "sdpa", engine=None):
-    """Encode + denoise (no decode) with our engine; returns (figures, engine)."""
-    import consisid_core
-
-    baseline = _reset_peak(ctx.device) if engine is None else _reset_peak(ctx.device) - _engine_bytes(engine, ctx)
-    face, id_cond, hidden = _inputs(ctx.profile)
-    if engine is None:
-        engine = consisid_core.load_engine(ctx.folder, device=ctx.device, dtype="bf16", memory_mode=mode,
-                                           attention=attention, noise_device="gpu")
-    else:
-        engine.attention = attention
-    stamps: list[float] = []
-    start = time.perf_counter()
-    text = engine.encode_text(PROMPT, "")
-    global_cond = engine.encode_global(face, None, ctx.profile.height, ctx.profile.width)
-    local = engine.encode_local(id_cond, hidden)
-
-    def tick(step, total, latents):
-        _sync(ctx.device)
-        stamps.append(time.perf_counter())
-
-    engine.denoise(text, global_cond, local, num_frames=ctx.profile.frames, num_inference_steps=steps,
-                   guidance_scale=6.0, seed=42, callback=tick)
-    _sync(ctx.device)
-    figures = {"step_s": _step_seconds(stamps), "peak_vram_gb": _peak_gb(ctx.device, baseline),
-               "wall_s": time.perf_counter() - start}
-    return figures, engine
-
-
-def run_theirs(ctx: Context, mode: str, steps: int):
-    """The same with diffusers' ConsisIDPipeline (output_type='latent': no decode)."""
-    import torch
-    from diffusers import ConsisIDPipeline
-
-    baseline = _reset_peak(ctx.device)
-    face, id_cond, hidden = _inputs(ctx.profile)
-    pipe = ConsisIDPipeline.from_pretrained(str(ctx.folder), torch_dtype=torch.bfloat16)
-    pipe.set_progress_bar_config(disable=True)
-    if mode == "none" or not ctx.cuda:
-        pipe.to(ctx.device)
-    elif mode == "model_offload":
-        pipe.enable_model_cpu_offload(device=ctx.device)
-    else:
-        pipe.enable_sequential_cpu_offload(device=ctx.device)
-    stamps: list[float] = []
-
-    def tick(pipeline, i, t, kwargs):
-        _sync(ctx.device)
-        stamps.append(time.perf_counter())
-        return {}
-
-    start = time.perf_counter()
-    generator = torch.Generator(ctx.device).manual_seed(42)
-    pipe(image=face, prompt=PROMPT, negative_prompt="", height=ctx.profile.height, width=ctx.profile.width,
-         num_frames=ctx.profile.frames, num_inference_steps=steps, guidance_scale=6.0, generator=generator,
-         id_cond=id_cond.to(ctx.device), id_vit_hidden=[h.to(ctx.device) for h in hidden], output_type="latent",
-         max_sequence_length=ctx.profile.text_len, callback_on_step_end=tick)
-    _sync(ctx.device)
-    figures = {"step_s": _step_seconds(stamps), "peak_vram_gb": _peak_gb(ctx.device, baseline),
-               "wall_s": time.perf_counter() - start}
-    pipe.maybe_free_model_hooks()
-    del pipe
-    return figures
-
-
-def _engine_bytes(engine, ctx: Context) -> int:
-    """Bytes of a kept engine's weights on the device (so a reused engine counts like a freshly loaded one)."""
-    import torch
-
-    models = (engine.transformer, engine.vae, engine.text_encoder)
-    return sum(t.numel() * t.element_size() for m in models for t in [*m.parameters(), *m.buffers()]
-               if t.device.type == torch.device(ctx.device).type)
-
-
-def _run(ctx: Context, impl: str, mode: str) -> dict:
-    key = (impl, mode)
-    if key not in ctx.runs:
-        steps = ctx.steps if mode == "none" else ctx.offload_steps
-        if impl == "ours":
-            figures, engine = run_ours(ctx, mode, steps)
-            if mode == "none":
-                ctx.keep_engine = engine
-            del engine
-        else:
-            figures = run_theirs(ctx, mode, steps)
-        ctx.runs[key] = figures
-        gc.collect()
-    return ctx.runs[key]
-
-
-def _free(ctx: Context) -> None:
-    ctx.keep_engine = None
-    _reset_peak(ctx.device)
-
-
-def load_in_subprocesses(ctx: Context, impls: tuple[str, ...]) -> list[dict]:
-    """Load (and place on the device) in a fresh process each: wall time and peak RSS.
-
-    One after the other on CUDA; at the same time in the CPU smoke run (its figures are not compared)."""
-    def start(impl: str) -> subprocess.Popen:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--_load", impl, "--_folder", str(ctx.folder),
-               "--device", ctx.device]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def finish(impl: str, proc: subprocess.Popen) -> dict:
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"loading with {impl} failed:\n{err[-2000:]}")
-        return json.loads(out.strip().splitlines()[-1])
-
-    if ctx.cuda:
-        return [finish(impl, start(impl)) for impl in impls]
-    procs = [(impl, start(impl)) for impl in impls]
-    return [finish(impl, proc) for impl, proc in procs]
-
-
-def _load_child(impl: str, folder: str, device: str) -> None:
-    import torch
-    from diffusers import AutoencoderKLCogVideoX, ConsisIDPipeline, ConsisIDTransformer3DModel  # noqa: F401
-    from transformers import T5EncoderModel  # noqa: F401
-
-    import consisid_core.engine.loading  # imports are not load time
-
-    _quiet()
-
-    start = time.perf_counter()
-    if impl == "ours":
-        consisid_core.engine.loading.load_engine(folder, device=device, dtype="bf16", memory_mode="none")
-    else:
-        ConsisIDPipeline.from_pretrained(folder, torch_dtype=torch.bfloat16).to(device)
-    _sync(device)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"load_s": seconds, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}))
-
-# ---- rows ------------------------------------------------------------------------------------------------------
-
-
-def row_load(ctx: Context) -> list[Row]:
-    ours, theirs = load_in_subprocesses(ctx, ("ours", "diffusers"))
-    return [Row("load time (to device)", "s", ours["load_s"], theirs["load_s"]),
-            Row("peak host RAM while loading", "GB", ours["peak_rss_gb"], theirs["peak_rss_gb"])]
-
-
-def row_step_time(ctx: Context) -> list[Row]:
-    theirs = _run(ctx, "diffusers", "none")  # first: nothing of ours is on the device while diffusers runs
-    ours = _run(ctx, "ours", "none")
-    return [Row("time per step (none, sdpa)", "s", ours["step_s"], theirs["step_s"], note=f"{ctx.steps} steps")]
-
-
-def row_vram(ctx: Context) -> list[Row]:
-    names = {"none": ".to(device)", "model_offload": "enable_model_cpu_offload",
-             "sequential_offload": "enable_sequential_cpu_offload"}
+    ref = get_run(ctx, ("ours", "none"))
     rows = []
-    for mode in ctx.modes:
-        ours = _run(ctx, "ours", mode)
-        theirs = _run(ctx, "diffusers", mode) if ctx.cuda or mode == "none" else None
-        if mode != "none":
-            rows.append(Row(f"time per step ({mode})", "s", ours["step_s"], theirs and theirs["step_s"],
-                            compare=theirs is not None, note=f"vs {names[mode]}"))
-        rows.append(Row(f"peak VRAM ({mode})", "GB", ours["peak_vram_gb"], theirs and theirs["peak_vram_gb"],
-                        compare=ctx.cuda, note=f"vs {names[mode]}"))
-    return rows
-
-
-def row_attention(ctx: Context) -> list[Row]:
-    from consisid_core.engine.attention import available_backends
-    from consisid_core.runtime import attention_problem
-
-    import torch
-
-    base = _run(ctx, "diffusers", "none")["step_s"]
-    rows = []
-    engine = ctx.keep_engine
-    for backend in available_backends():
-        if backend == "sdpa":
-            continue
-        name = f"time per step (attention {backend})"
-        problem = attention_problem(backend, torch.device(ctx.device), torch.bfloat16)
-        if problem is not None:
-            rows.append(Row(name, "s", None, base, compare=False, note="not usable here"))
-            continue
-        if backend == "sdpa_math" and ctx.profile.name == "full":  # [2, 48, 17776, 17776] scores: ~60 GB
-            rows.append(Row(name, "s", None, base, compare=False, note="skipped: materialises the attention matrix"))
-            continue
+    for name, fraction in zip(names, COMFY_BUDGETS):
+        engine = load_ours(ctx, managed=True)
+        patcher = make(engine, torch.device(ctx.device))
+        budget = int(patcher.model_size() * fraction)
+        patcher.load(torch.device(ctx.device), lowvram_model_memory=budget)  # the rest is cast on use
+        loaded = patcher.loaded_size() / max(1, patcher.model_size())
         try:
-            figures, engine = run_ours(ctx, "none", ctx.steps, backend, engine)
-        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:  # e.g. a kernel this GPU lacks
-            rows.append(Row(name, "s", None, base, compare=False, note=f"failed: {str(exc).splitlines()[0][:60]}"))
-            _reset_peak(ctx.device)
-            continue
-        rows.append(Row(name, "s", figures["step_s"], base, compare=False, note="vs diffusers sdpa"))
-    if engine is not None:
-        engine.attention = "sdpa"
+            run = engine_denoise(ctx, engine, ctx.steps)
+        finally:
+            patcher.detach()
+            del engine, patcher
+            reset_peak(ctx.device)
+        ctx.runs[("comfy", fraction)] = run
+        rows.append(check_row(name, model_error(ctx, run, ref), SAME_TOL,
+                              note=f"{loaded:.0%} of the transformer resident"))
     return rows
 
 
-# Row functions in table order; add yours here (each gets the Context, returns Rows).
-ROWS: list[Callable[[Context], list[Row]]] = [row_load, row_step_time, row_attention, row_vram]
-from gpu_parallel import row_parallel  # noqa: E402  (multi-GPU section: uses Row and Context above)
+def comfy_cost() -> dict:
+    """Two partial-load runs where ComfyUI is installed; nothing where the row will only say why it skipped."""
+    import importlib.util
 
-ROWS.append(row_parallel)
-from gpu_speed import row_speed  # noqa: E402  (TeaCache, fp8, fast fp8, compiled blocks)
+    return {"full": 60, "tiny": 8} if importlib.util.find_spec("comfy") is not None else {}
 
-ROWS.append(row_speed)
 
-# ---- report ------------------------------------------------------------------------------------------------------
+def row_fp8(ctx: Context) -> list[Row]:
+    ref = get_run(ctx, ("ours", "none"))
+    fp8 = get_run(ctx, ("ours", "fp8"))
+    return [check_row("fp8_e4m3fn vs bf16", model_error(ctx, fp8, ref), FP8_TOL,
+                      note=f"{ctx.profile.name} size, {ctx.steps} steps")]
+
+
+def row_fp8_fast(ctx: Context) -> list[Row]:
+    import torch
+
+    from consisid_core.engine.fp8 import weight_dtype_problem
+
+    name = "fp8_e4m3fn_fast vs fp8_e4m3fn"
+    problem = weight_dtype_problem("fp8_e4m3fn_fast", torch.device(ctx.device))
+    if problem is not None and ctx.cuda:
+        return [skipped(name, f"skipped: {problem[:70]}", "correctness")]
+    slow = get_run(ctx, ("ours", "fp8"))
+    fast = get_run(ctx, ("ours", "fp8_fast"))
+    where = "CUDA _scaled_mm" if ctx.cuda else "CPU _scaled_mm (the GPU kernel is checked on CUDA)"
+    return [check_row(name, model_error(ctx, fast, slow), FP8_FAST_TOL, note=where)]
+
+
+def gpu_test_files() -> list[str]:
+    """Test files with GPU-marked tests (collecting only these keeps the row short)."""
+    files = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        if "mark.gpu" in path.read_text(encoding="utf-8", errors="replace"):
+            files.append(str(path.relative_to(REPO)))
+    return files
+
+
+def row_pytest_gpu(ctx: Context) -> list[Row]:
+    """`pytest -m gpu` in a child process, its time-out what is left of the budget."""
+    name = "pytest -m gpu"
+    files = gpu_test_files()
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider", *files]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    timeout = ctx.launch_timeout()
+    try:
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return [check_row(name, None, 0, note=f"timed out after {timeout:.0f}s", unit="fails")]
+    summary = next((line for line in reversed(done.stdout.splitlines()) if re.search(r"\d+ (passed|failed|skipped|"
+                                                                                        r"deselected|error)", line)),
+                   done.stdout.strip().splitlines()[-1:] or ["no output"])
+    summary = summary if isinstance(summary, str) else summary[0]
+    failed = sum(int(n) for n in re.findall(r"(\d+) (?:failed|errors?)\b", summary))
+    if done.returncode not in (0, 5):  # 5: nothing collected
+        failed = max(failed, 1)
+        print(done.stdout[-3000:], done.stderr[-2000:], sep="\n")
+    return [check_row(name, float(failed), 0, note=summary.strip("= ")[:90], unit="fails")]
+
+
+# ---- the plan -----------------------------------------------------------------------------------------------------
+
+
+def build_plan(ctx: Context) -> list[Task]:
+    """Correctness first (each reuses what an earlier one ran), then speed, compiled blocks last."""
+    on, null, fp8 = ("ours", "none"), ("ours", "null"), ("ours", "fp8")
+    tasks = [
+        Task("ours = diffusers", "correctness", row_vs_diffusers, (("diffusers", "none"), on, null)),
+        *[Task(f"memory mode {mode} = none", "correctness", memory_mode_row(mode), (on, null, ("ours", mode)))
+          for mode in ("model_offload", "sequential_offload")],
+        Task("ComfyUI partial loads = none", "correctness", row_comfy_partial, (on, null), comfy_cost()),
+        Task("fp8 error", "correctness", row_fp8, (on, null, fp8)),
+        Task("fast fp8 error", "correctness", row_fp8_fast, (on, null, fp8, ("ours", "fp8_fast"))),
+        Task("parallel = one device", "correctness", gpu_parallel.row_parallel_correct, (on, null),
+             gpu_parallel.cost(ctx)),
+        Task("pytest -m gpu", "correctness", row_pytest_gpu, (), {"full": 75, "tiny": 10}),
+        Task("load time", "speed", gpu_speed.row_load, (), {"full": 45, "tiny": 15}),
+        Task("step time vs diffusers", "speed", gpu_speed.row_step_time, (("diffusers", "none"), on)),
+        Task("memory modes vs diffusers", "speed", gpu_speed.row_memory_modes,
+             (("ours", "model_offload"), ("ours", "sequential_offload"), ("diffusers", "model_offload"),
+              ("diffusers", "sequential_offload"))),
+        Task("fp8 step time", "speed", gpu_speed.row_fp8_speed, (on, fp8, ("ours", "fp8_fast"))),
+        Task("attention backends", "speed", gpu_speed.row_attention, (on,), {"full": 30, "tiny": 6}),
+        Task("TeaCache", "speed", gpu_speed.row_teacache, (on,), {"full": 25, "tiny": 6}),
+        Task("parallel vs xDiT", "speed", gpu_parallel.row_parallel_speed, (), gpu_parallel.xdit_cost(ctx)),
+        Task("compiled blocks", "compile", gpu_speed.row_compile, (fp8,), {"full": 150, "tiny": 0}),
+    ]
+    return tasks
+
+
+def print_plan(ctx: Context, tasks: list[Task]) -> list[dict]:
+    """Print every row with its estimated cost (and whether it fits the deadline); returns the plan for the JSON."""
+    profile, done, clock = ctx.profile.name, set(), RUN_COST[ctx.profile.name]["setup"]
+    plan = []
+    deadline = "none" if math.isinf(ctx.deadline_s) else f"{ctx.deadline_s:.0f}s"
+    print(f"plan: {profile} profile on {ctx.device}, {ctx.steps} steps per run ({ctx.steps - 1} timed), "
+          f"deadline {deadline}; setup (random model) ~{clock:.0f}s")
+    print(f"  {'#':>2}  {'kind':11} {'est s':>6} {'at s':>6}  row")
+    for i, task in enumerate(tasks, 1):
+        est = estimate(task, profile, done)
+        done |= set(task.needs)
+        clock += est
+        fits = clock <= ctx.deadline_s
+        plan.append({"row": task.name, "kind": task.kind, "est_s": est, "fits": fits})
+        print(f"  {i:>2}  {task.kind:11} {est:>6.0f} {clock:>6.0f}  {task.name}"
+              f"{'' if fits else '   (over the deadline at this estimate: will be skipped if still so)'}")
+    print(f"  estimated total {clock:.0f}s", flush=True)
+    return plan
+
+
+# ---- report -------------------------------------------------------------------------------------------------------
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or value != value else f"{value:.3f}"
+    return "n/a" if value is None or value != value else f"{value:.3g}" if abs(value) < 0.01 else f"{value:.3f}"
 
 
 def print_table(rows: list[Row], tolerance: float, compared: bool) -> list[Row]:
-    """Print the table; return the compared rows where ours is worse by more than `tolerance`."""
+    """Print the table; return the compared speed rows where ours is worse by more than `tolerance`."""
     worse = []
-    header = f"{'figure':44} {'unit':>4} {'ours':>10} {'diffusers':>10} {'ratio':>7}  note"
+    header = f"{'row':46} {'unit':>5} {'ours':>9} {'diffusers':>9} {'ratio':>6} {'limit':>7}  status  note"
+    print("correctness figures: relative L2 of the final latents against what the model contributed to them")
     print(header + "\n" + "-" * len(header))
     for row in rows:
-        bad = compared and row.compare and row.ratio is not None and row.ratio > 1 + tolerance
+        bad = (row.kind == "speed" and compared and row.compare and row.ratio is not None
+               and row.ratio > 1 + tolerance)
         if bad:
             worse.append(row)
-        ratio = "n/a" if row.ratio is None else f"{row.ratio:.3f}"
-        print(f"{row.name:44} {row.unit:>4} {_fmt(row.ours):>10} {_fmt(row.theirs):>10} {ratio:>7}  "
-              f"{row.note}{'  << WORSE' if bad else ''}")
+        ratio = "" if row.ratio is None else f"{row.ratio:.3f}"
+        limit = "" if row.limit is None else _fmt(row.limit)
+        status = "WORSE" if bad else row.status
+        print(f"{row.name[:46]:46} {row.unit:>5} {_fmt(row.ours):>9} {_fmt(row.theirs):>9} {ratio:>6} {limit:>7}  "
+              f"{status:6}  {row.note}")
     return worse
 
 
-def _quiet() -> None:
-    import diffusers
-    import transformers
+class Report:
+    """The JSON file, rewritten (atomically) after every row so a killed run keeps what finished."""
 
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
+    def __init__(self, path: Path, header: dict) -> None:
+        self.path, self.data = path, {**header, "status": "running", "rows": [], "tasks": []}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.write()
+
+    def add(self, task: Task, rows: list[Row], est: float, took: float) -> None:
+        self.data["rows"] += [{**asdict(r), "ratio": r.ratio, "task": task.name} for r in rows]
+        self.data["tasks"].append({"row": task.name, "kind": task.kind, "est_s": est, "took_s": took})
+        self.write()
+
+    def write(self, **extra) -> None:
+        self.data.update(extra)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        os.replace(tmp, self.path)
 
 
 def environment(device: str) -> dict:
@@ -369,22 +321,58 @@ def environment(device: str) -> dict:
     return info
 
 
+def run_tasks(ctx: Context, tasks: list[Task], report: Report) -> list[Row]:
+    """Each task in order unless it no longer fits the deadline; a crash becomes an error row, not a stop."""
+    rows: list[Row] = []
+    done: set = set(ctx.runs)
+    for task in tasks:
+        est = estimate(task, ctx.profile.name, done)
+        start = time.perf_counter()
+        if est > ctx.remaining():
+            new = [skipped(task.name, f"skipped: needs ~{est:.0f}s, {max(0, ctx.remaining()):.0f}s left (--deadline)",
+                           task.kind if task.kind != "compile" else "speed")]
+        else:
+            try:
+                new = task.fn(ctx)
+            except Exception as exc:  # one broken row must not hide the others
+                traceback.print_exc()
+                new = [Row(task.name, "", None, None, compare=False, kind=task.kind if task.kind != "compile" else
+                           "speed", note=f"crashed: {type(exc).__name__}: {exc}"[:160], status="error")]
+                reset_peak(ctx.device)
+        done |= set(task.needs) | set(ctx.runs)
+        took = time.perf_counter() - start
+        for row in new:
+            if row.kind == "correctness" or row.failed:
+                print(f"[{row.status}] {row.name}: {_fmt(row.ours)} (limit {_fmt(row.limit)}) {row.note}", flush=True)
+        print(f"[{task.name}] {took:.1f}s (estimated {est:.0f}s), {ctx.elapsed():.0f}s elapsed", flush=True)
+        rows += new
+        report.add(task, new, est, took)
+    return rows
+
+
+def select(tasks: list[Task], only: str | None) -> list[Task]:
+    """Tasks whose name contains one of the comma-separated words of --only (all when None)."""
+    if not only:
+        return tasks
+    words = [w.strip().lower() for w in only.split(",") if w.strip()]
+    return [t for t in tasks if any(w in t.name.lower() for w in words)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (full size) or cpu (tiny sizes, smoke test)")
-    parser.add_argument("--steps", type=int, default=3, help="denoising steps in mode none (first one not timed)")
-    parser.add_argument("--offload-steps", type=int, default=2, help="denoising steps in the offload modes")
-    parser.add_argument("--modes", default=",".join(MODES), help="memory modes to measure (comma separated)")
+    parser.add_argument("--steps", type=int, default=4, help="denoising steps per run (the first is not timed; >= 4)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds for the whole check; rows that will not fit are skipped "
+                             "(default 480 on CUDA, 600 on CPU; 0 = no limit)")
+    parser.add_argument("--only", default=None, help="run only rows whose name contains one of these words (a,b)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=None, help="default: full on CUDA, tiny on CPU")
-    parser.add_argument("--json", type=Path, default=Path("gpu_check.json"), help="where to write the figures")
-    parser.add_argument("--tolerance", type=float, default=0.05, help="allowed excess over diffusers (0.05 = 5 %%)")
+    parser.add_argument("--json", type=Path, default=Path("gpu_check.json"), help="where to write the rows")
+    parser.add_argument("--tolerance", type=float, default=0.05, help="allowed speed excess over diffusers (0.05 = 5 %%)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the random model (default: temp)")
-    parser.add_argument("--_load", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--_folder", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args._load:
-        _load_child(args._load, args._folder, args.device)
-        return 0
+    if args.steps < 4:
+        parser.error("--steps must be 4 or more (3 timed steps per speed row)")
 
     import torch
 
@@ -392,60 +380,56 @@ def main(argv: list[str] | None = None) -> int:
 
     device = str(resolve_device(args.device))
     profile = PROFILES[args.profile or ("full" if device.startswith("cuda") else "tiny")]
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        parser.error(f"unknown memory modes {unknown}; choose from {list(MODES)}")
+    deadline = args.deadline if args.deadline is not None else DEFAULT_DEADLINE["cuda" if "cuda" in device else "cpu"]
     with torch.no_grad():  # not set_grad_enabled: an in-process caller (the CI smoke test) keeps its grad mode
-        return _check(args, device, profile, modes)
+        return check(args, device, profile, math.inf if deadline <= 0 else deadline)
 
 
-def _check(args, device: str, profile, modes: tuple[str, ...]) -> int:
-    """Write the random model, run every row, print the table and the JSON; the exit code."""
-    _quiet()
-    started = time.perf_counter()
+def check(args, device: str, profile, deadline: float) -> int:
+    """Print the plan, write the random model, run the rows (JSON after each), print the table; the exit status."""
+    quiet()
     with tempfile.TemporaryDirectory(prefix="consisid_gpu_check_", dir=args.workdir) as tmp:
+        folder = Path(tmp) / "ConsisID-random"
+        ctx = Context(device, profile, folder, args.steps, deadline_s=deadline)
+        tasks = select(build_plan(ctx), args.only)
+        plan = print_plan(ctx, tasks)
+        report = Report(args.json, {"environment": environment(device), "profile": profile.name, "steps": args.steps,
+                                    "deadline_s": deadline if math.isfinite(deadline) else None, "plan": plan})
         t0 = time.perf_counter()
-        folder = write_random_model(Path(tmp) / "ConsisID-random", profile, device)
+        write_random_model(folder, profile, device)
         print(f"random {profile.name} model written in {time.perf_counter() - t0:.1f}s "
               f"({profile.transformer['num_layers']} layers, width "
               f"{profile.transformer['num_attention_heads'] * profile.transformer['attention_head_dim']}, "
               f"{profile.frames}x{profile.height}x{profile.width})", flush=True)
-        ctx = Context(device, profile, folder, args.steps, args.offload_steps, modes)
-        rows: list[Row] = []
-        failed: list[str] = []
-        for row_fn in ROWS:
-            t0 = time.perf_counter()
-            try:
-                rows.extend(row_fn(ctx))
-            except Exception as exc:  # one broken row must not hide the others
-                failed.append(row_fn.__name__)
-                rows.append(Row(row_fn.__name__, "", None, None, note=f"FAILED: {type(exc).__name__}: {exc}"[:200]))
-                traceback.print_exc()
-            print(f"[{row_fn.__name__}] {time.perf_counter() - t0:.1f}s", flush=True)
-            if row_fn is row_attention:
-                _free(ctx)
-        _free(ctx)
-    compared = device.startswith("cuda")
+        rows = run_tasks(ctx, tasks, report)
+        ctx.engines.clear()
+        reset_peak(device)
+    return finish(args, ctx, rows, report)
+
+
+def finish(args, ctx: Context, rows: list[Row], report: Report) -> int:
+    compared = ctx.cuda
     print()
     worse = print_table(rows, args.tolerance, compared)
-    total = time.perf_counter() - started
-    print(f"\ntotal {total:.0f}s on {environment(device)}")
+    correctness = [r for r in rows if r.kind == "correctness"]
+    failed = [r for r in rows if r.failed]
+    gaps = [r for r in correctness if r.status == "skipped"]
+    total = ctx.elapsed()
+    print(f"\ntotal {total:.0f}s on {environment(ctx.device)}")
+    print(f"correctness: {sum(r.status == 'ok' for r in correctness)} passed, "
+          f"{sum(r.failed for r in correctness)} failed, {len(gaps)} skipped")
     if not compared:
-        print("CPU smoke run: tiny sizes, figures are not compared with diffusers.")
-    report = {"environment": environment(device), "profile": profile.name, "total_s": total,
-              "tolerance": args.tolerance, "compared": compared,
-              "rows": [{**asdict(r), "ratio": r.ratio} for r in rows], "worse": [r.name for r in worse],
-              "failed": failed}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"figures written to {args.json}")
+        print("CPU smoke run: tiny sizes, speed figures are not compared with diffusers.")
+    report.write(status="done", total_s=total, compared=compared, worse=[r.name for r in worse],
+                 failed=[r.name for r in failed])
+    print(f"rows written to {args.json}")
     if failed:
-        print("FAILED: these measurements did not run: " + ", ".join(failed))
+        print("FAILED: " + ", ".join(f"{r.name} ({r.status})" for r in failed))
         return 1
     if worse:
-        print(f"FAILED: ours is more than {args.tolerance:.0%} worse than diffusers on: " + ", ".join(r.name for r in worse))
-        return 1
+        print(f"SLOWER: ours is more than {args.tolerance:.0%} worse than diffusers on: "
+              + ", ".join(r.name for r in worse))
+        return 2
     return 0
 
 

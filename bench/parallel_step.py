@@ -2,22 +2,20 @@
 
 `--impl ours`: our engine with a ParallelPlan. `--impl xdit`: diffusers' ConsisIDPipeline parallelised by
 xDiT's own example code (`parallelize_transformer` from the consisid_usp_example.py that the xfuser wheel
-ships), on the same random model folder. Rank 0 prints one `RESULT {json}` line."""
+ships), on the same random model folder. Rank 0 prints one `RESULT {json}` line and, with `--out`, saves its
+latents there (bench/gpu_parallel.py compares them with one device's)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+import torch
 
-from gpu_check import PROMPT, Context, _inputs, _step_seconds, _sync, run_ours  # noqa: E402
-from random_consisid import PROFILES  # noqa: E402
+from bench_common import PROMPT, SEED, Context, engine_denoise, inputs, step_seconds, sync
+from random_consisid import PROFILES
 
 
 def _xdit_example():
@@ -35,7 +33,6 @@ def _xdit_example():
 
 
 def run_xdit(ctx: Context, cfg: bool, ulysses: int, ring: int) -> dict:
-    import torch
     from diffusers import ConsisIDPipeline
     from xfuser import xFuserArgs
     from xfuser.core.distributed import get_runtime_state, get_world_group, initialize_runtime_state
@@ -53,19 +50,19 @@ def run_xdit(ctx: Context, cfg: bool, ulysses: int, ring: int) -> dict:
                                                    num_frames=ctx.profile.frames, batch_size=1,
                                                    num_inference_steps=ctx.steps, split_text_embed_in_sp=True)
     example.parallelize_transformer(pipe)
-    face, id_cond, hidden = _inputs(ctx.profile)
+    face, id_cond, hidden = inputs(ctx.profile)
     stamps: list[float] = []
 
     def tick(pipeline, i, t, kwargs):
-        _sync("cuda")
+        sync("cuda")
         stamps.append(time.perf_counter())
         return {}
 
     pipe(image=face, prompt=PROMPT, height=ctx.profile.height, width=ctx.profile.width, num_frames=ctx.profile.frames,
-         num_inference_steps=ctx.steps, guidance_scale=6.0, generator=torch.Generator("cuda").manual_seed(42),
+         num_inference_steps=ctx.steps, guidance_scale=6.0, generator=torch.Generator("cuda").manual_seed(SEED),
          id_cond=id_cond.to(device, torch.bfloat16), id_vit_hidden=[h.to(device, torch.bfloat16) for h in hidden],
          output_type="latent", max_sequence_length=ctx.profile.text_len, callback_on_step_end=tick)
-    return {"step_s": _step_seconds(stamps), "rank": get_world_group().rank}
+    return {"step_s": step_seconds(stamps), "rank": get_world_group().rank}
 
 
 def main() -> None:
@@ -78,8 +75,9 @@ def main() -> None:
     parser.add_argument("--cfg", action="store_true")
     parser.add_argument("--ulysses", type=int, default=1)
     parser.add_argument("--ring", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="rank 0 saves its latents here (torch.save)")
     args = parser.parse_args()
-    ctx = Context(args.device, PROFILES[args.profile], args.folder, args.steps, args.steps, ("none",))
+    ctx = Context(args.device, PROFILES[args.profile], args.folder, args.steps)
     if args.impl == "xdit":
         figures = run_xdit(ctx, args.cfg, args.ulysses, args.ring)
         writer = figures.pop("rank") == 0
@@ -90,8 +88,11 @@ def main() -> None:
         plan = init_parallel(ParallelConfig(args.cfg, args.ulysses, args.ring), args.device)
         engine = consisid_core.load_engine(args.folder, device=args.device, dtype="bf16", noise_device="gpu")
         engine.parallel = plan
-        figures, _ = run_ours(ctx, "none", args.steps, engine=engine)
+        run = engine_denoise(ctx, engine, args.steps)
+        figures = {"step_s": run.step_s, "peak_vram_gb": run.peak_vram_gb, "wall_s": run.wall_s}
         writer = plan.is_writer
+        if writer and args.out:
+            torch.save(run.latents, args.out)
         plan.close()
     if writer:
         print("RESULT " + json.dumps(figures), flush=True)

@@ -19,6 +19,8 @@ LOCAL_EXTRACTOR = "ConsisIDLocalExtractor"
 TEXT_ENCODE = "ConsisIDTextEncode"
 SAMPLER = "ConsisIDSampler"
 DECODE = "ConsisIDDecode"
+TAKES = "ConsisIDTakes"  # several seeds of one request (consisid_core.takes)
+PICK_TAKE = "ConsisIDPickTake"  # ranks the takes, keeps the best
 
 # Nodes whose inputs a bare batch override key (`steps`, `cfg`, `face_scale`...) is looked for in, in this order.
 OVERRIDE_SEARCH_ORDER: list[str] = [

@@ -80,47 +80,67 @@ def check_image_file(path: str | os.PathLike, what: str = "face photo") -> Path:
     return Path(path)
 
 
-def _first_existing(path: Path) -> Path:
-    for parent in path.parents:
-        if parent.exists():
-            return parent
-    return Path(path.anchor or ".")
-
-
 def check_output_file(path: str | os.PathLike, overwrite: bool = False, suffixes: tuple[str, ...] = VIDEO_SUFFIXES,
                       option: str = "--out") -> Path:
-    """An output file we may write: not a folder, a known suffix, its folder creatable and writable, and no
-    existing file unless `overwrite`. Nothing is created."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise InputFileError(f"{option} {path} is a folder; give a file name inside it, e.g. {path / ('consisid' + suffixes[0])}")
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise InputFileError(f"{option} {path} must end in {' or '.join(suffixes)} (the video is H.264)")
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise InputFileError(f"{option} {path} already exists; pass --overwrite to replace it, or choose another name")
-        if not path.is_file():
-            raise InputFileError(f"{option} {path} exists and is not a regular file; choose another name")
-    return _check_writable_folder(path.parent, option, path)
+    """An output video file we may write (the rules of consisid_core.cli.output_paths). Nothing is created."""
+    from .cli.output_paths import check_output_file as check
+
+    return check(path, option=option, overwrite=overwrite, suffixes=suffixes, what="the video is H.264")
 
 
 def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
-    """A folder we may create or write into (not a file, no file on its way)."""
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise InputFileError(f"{option} {path} is a file, not a folder; give a folder for the videos and results.jsonl")
-    _check_writable_folder(path, option, path)
-    return path
+    """A folder for videos and results.jsonl we may create or write into (not a file, no file on its way)."""
+    from .cli.output_paths import check_output_folder as check
+
+    return check(path, option=option, purpose="the videos and results.jsonl")
 
 
-def _check_writable_folder(folder: Path, option: str, target: Path) -> Path:
-    folder = folder if str(folder) else Path(".")
-    existing = folder if folder.exists() else _first_existing(folder)
-    if not existing.is_dir():
-        raise InputFileError(f"{option} {target}: cannot create the folder {folder} because {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputFileError(f"{option} {target}: no permission to write in {existing}; choose another place")
-    return target
+# ---------------------------------------------------------------- numbers: finite and in range, the range in the message
+
+MAX_GUIDANCE = 30.0  # the Sampler node's cfg range
+LORA_STRENGTH_RANGE = (-4.0, 4.0)  # the LoRA node's strength range
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"above {low:g} and at most {high:g}" if low_open else f"from {low:g} to {high:g}"
+    if low is not None:
+        return f"above {low:g}" if low_open else f"{low:g} or more"
+    return f"at most {high:g}" if high is not None else "finite"
+
+
+def check_number(value: float, option: str, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, hint: str = "") -> float:
+    """A finite number in [low, high] ((low, high] with `low_open`); NaN and infinities are always refused."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        raise UnsupportedInputError(f"{option} must be a finite number {_range_text(low, high, low_open)}"
+                                    f"{f' ({hint})' if hint else ''}; got {value!r}")
+    return float(value)
+
+
+def check_whole(value: int, option: str, low: int | None = None, high: int | None = None, hint: str = "") -> int:
+    """A whole number in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low) \
+            or (high is not None and value > high):
+        span = f"from {low} to {high}" if low is not None and high is not None else (
+            f"{low} or more" if low is not None else f"at most {high}")
+        raise UnsupportedInputError(f"{option} must be a whole number {span}{f' ({hint})' if hint else ''}; got {value!r}")
+    return value
+
+
+def check_guidance(value: float, option: str = "--guidance") -> float:
+    """Classifier-free guidance: finite, 0 to MAX_GUIDANCE (1 or less turns guidance off)."""
+    return check_number(value, option, 0.0, MAX_GUIDANCE, hint="1 or less turns guidance off; ConsisID uses 6")
+
+
+def check_lora_strength(value: float, option: str = "--lora") -> float:
+    """A LoRA strength in the LoRA node's range."""
+    return check_number(value, option + " strength", *LORA_STRENGTH_RANGE, hint="0 = the model as loaded")
 
 
 def check_server_url(url: str, option: str = "--server") -> str:

@@ -18,6 +18,7 @@ from .metrics_nodes import ConsisIDEvalModelsLoader, ConsisIDIdentityScore
 from .parallel_node import ConsisIDParallelWorkers
 from .sampling_nodes import ConsisIDDecode, ConsisIDSampler
 from .speed_nodes import ConsisIDTeaCache
+from .takes_nodes import ConsisIDPickTake, ConsisIDTakes
 
 _log = logging.getLogger("ConsisID")
 
@@ -36,6 +37,8 @@ _NODES = (
     ConsisIDEvalModelsLoader,
     ConsisIDIdentityScore,
     ConsisIDParallelWorkers,
+    ConsisIDTakes,
+    ConsisIDPickTake,
 )
 
 NODE_CLASS_MAPPINGS: dict = node_ids.registry(_NODES)  # ids shared with the batch client (consisid_core/node_ids.py)

@@ -63,8 +63,13 @@ def make_patcher(model: torch.nn.Module, name: str, load_device: torch.device,
     container = _container(name)(comfy_ops.adopt(model, load_device))
     offload = torch.device("cpu") if offload_device is None else offload_device
     patcher = comfy.model_patcher.ModelPatcher(container, load_device=load_device, offload_device=offload)
-    if on_unload is not None:
-        patcher.add_callback(CallbacksMP.ON_DETACH, lambda p, unpatch_all: unpatch_all and on_unload())
+    def detached(_patcher, unpatch_all: bool) -> None:
+        if unpatch_all:  # (load_models_gpu detaches a clone it is about to reload with unpatch_all=False)
+            _log.info("ConsisID: ComfyUI unloaded %s", name)
+            if on_unload is not None:
+                on_unload()
+
+    patcher.add_callback(CallbacksMP.ON_DETACH, detached)
     return patcher
 
 

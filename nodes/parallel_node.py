@@ -2,75 +2,154 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
+
+import torch
 
 from . import comfy_bridge
 from .errors import label, reported_as
 from .types import CATEGORY, MODEL, PARALLEL
 
 _log = logging.getLogger("ConsisID")
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # ComfyUI may stop the group from inside our own load call (its memory manager)
 _POOLS: dict[tuple, Any] = {}  # (engine settings, layout) -> ParallelPool; one group alive at a time
 _PATCHERS: list = []  # the ComfyUI model patcher standing for the live group (unloading it stops the workers)
+_PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 def release_pools() -> None:
-    """Stop every worker group (ComfyUI's /free and Unload reach this through the model patcher)."""
+    """Stop every worker group and take its patcher out of ComfyUI's loaded-model list."""
     with _LOCK:
-        for pool in _POOLS.values():
-            pool.close()
-            _log.info("ConsisID: stopped the parallel workers (%s)", pool.config.describe())
+        patchers = list(_PATCHERS)
+        _stop_groups()
+        for patcher in patchers:
+            _unlist(patcher)
+
+
+def _stop_groups() -> None:
+    with _LOCK:
+        pools = list(_POOLS.values())
         _POOLS.clear()
         _PATCHERS.clear()
+        for pool in pools:
+            pool.close(grace=5.0)
+            _log.info("ConsisID: stopped the parallel workers (%s)", pool.config.describe())
 
 
-def _register(pool_bytes: int) -> None:
-    """Put the worker group in ComfyUI's loaded-model list, sized like one rank's model, so /free, the Unload
-    button and other models' memory needs stop it like any other model."""
-    import torch
+def _stopped_by_comfyui(patcher) -> None:
+    """ON_DETACH of the group's patcher: ComfyUI unloaded it (/free, Unload, memory pressure); ComfyUI takes it
+    out of its list itself. The re-listing detach of a reload (unpatch_all=False) never gets here."""
+    with _LOCK:
+        if _PATCHERS and _PATCHERS[0] is patcher:
+            _stop_groups()
 
-    from consisid_core.engine.offload import Placement
 
-    from . import comfy_memory
+class _Workers(torch.nn.Module):
+    """What ComfyUI sees of the worker group: a named placeholder (the weights live in the worker processes)."""
 
-    if not _PATCHERS:
-        stand_in = torch.nn.Module()
-        stand_in.workers = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # the patcher reads a dtype
-        patcher = comfy_memory.make_patcher(stand_in, Placement(torch.device("cpu"), managed=True), release_pools)
-        patcher.size = pool_bytes
-        _PATCHERS.append(patcher)
-    comfy_memory.load(_PATCHERS)
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("marker", torch.zeros(1), persistent=False)
+
+    def get_dtype(self) -> torch.dtype:
+        return self.marker.dtype
+
+
+@functools.lru_cache(maxsize=None)
+def _patcher_class(base: type) -> type:
+    class WorkersPatcher(base):
+        """ComfyUI's ModelPatcher for the group: loaded = every rank's weights in place (no partial state);
+        ComfyUI cannot free part of it, so a request for memory unloads (detaches) it and ON_DETACH stops it."""
+
+        def partially_load(self, device_to, extra_memory=0, force_patch_weights=False):
+            before = self.model.model_loaded_weight_memory
+            self.model.device = device_to
+            self.model.model_loaded_weight_memory = self.model_size()
+            return self.model_size() - before
+
+        def partially_unload(self, device_to, memory_to_free=0, force_patch_weights=False):
+            return 0
+
+    return WorkersPatcher
+
+
+def workers_patcher(load_device, size: int):
+    """A patcher on ComfyUI's device (where rank 0 runs) sized like one rank's weights; detaching it stops the group."""
+    import comfy.model_patcher
+    from comfy.patcher_extension import CallbacksMP
+
+    cls = _patcher_class(comfy.model_patcher.ModelPatcher)
+    patcher = cls(_Workers(), load_device=torch.device(load_device), offload_device=torch.device("cpu"),
+                  size=max(int(size), 1))
+    patcher.add_callback(CallbacksMP.ON_DETACH, lambda p, unpatch_all: unpatch_all and _stopped_by_comfyui(p))
+    return patcher
+
+
+def _list(patcher) -> None:
+    """Load (list) the patcher in ComfyUI's memory manager: it frees room on the device first when short."""
+    import comfy.model_management as mm
+
+    mm.load_models_gpu([patcher])
+
+
+def _unlist(patcher) -> None:
+    """Take a patcher out of ComfyUI's loaded-model list (a group that failed to start or crashed)."""
+    import comfy.model_management as mm
+
+    for i in range(len(mm.current_loaded_models) - 1, -1, -1):
+        entry = mm.current_loaded_models[i]
+        if entry.model is patcher:
+            mm.current_loaded_models.pop(i)
+            patcher.detach(unpatch_all=False)
 
 
 class ParallelWorkers:
-    """What the Sampler receives: the layout and the model settings; the workers start on first use."""
+    """What the Sampler receives: the layout, the model settings and LoRA stack; the workers start on first use."""
 
-    def __init__(self, settings: Any, config: Any, device: str, model_bytes: int = 0) -> None:
+    def __init__(self, settings: Any, config: Any, device: str, model_bytes: int = 0, lora_stack: tuple = (),
+                 load_device: Any = None) -> None:
         self.settings, self.config, self.device, self.bytes = settings, config, device, model_bytes
+        self.lora_stack = tuple(lora_stack)
+        self.load_device = torch.device(load_device if load_device is not None else device)
+
+    def runtime(self) -> dict:
+        """The DiT Loader's settings, as every worker loads its transformer with them."""
+        memory_mode = self.settings.memory_mode
+        return {"dtype": self.settings.precision, "attention": self.settings.attention,
+                "memory_mode": memory_mode if memory_mode in ("model_offload", "sequential_offload") else "none",
+                "weight_dtype": getattr(self.settings, "weight_dtype", "default"),
+                "compile": getattr(self.settings, "compile", "off")}
 
     def pool(self):
-        """The running worker group for these settings (started, or restarted after a crash or /free)."""
+        """The running worker group for these settings (started, or restarted after a crash or /free), set to run
+        this model's LoRA stack."""
         from consisid_core.parallel.pool import ParallelPool
 
         key = (self.settings, self.config)
         with _LOCK:
             pool = _POOLS.get(key)
-            if pool is not None and pool.alive:
-                _register(self.bytes)
-                return pool
-            for other in _POOLS.values():
-                other.close()
-            _POOLS.clear()
-            _log.info("ConsisID: starting %d parallel workers (%s)", self.config.world_size, self.config.describe())
-            runtime = None if self.device == "cpu" else {
-                "dtype": self.settings.precision, "attention": self.settings.attention,
-                "memory_mode": self.settings.memory_mode}
-            pool = ParallelPool(self.settings.path, self.config, device=self.device, runtime=runtime)
-            _POOLS[key] = pool
-        _register(self.bytes)
-        return pool
+            if pool is None or not pool.alive:
+                release_pools()
+                patcher = workers_patcher(self.load_device, self.bytes)
+                _PATCHERS.append(patcher)
+                _list(patcher)  # ComfyUI makes room for the workers before they load
+                _log.info("ConsisID: starting %d parallel workers (%s)", self.config.world_size,
+                          self.config.describe())
+                try:
+                    pool = ParallelPool(self.settings.path, self.config, device=self.device, runtime=self.runtime(),
+                                        first_device=self.load_device.index or 0)
+                except BaseException:
+                    _PATCHERS.clear()
+                    _unlist(patcher)
+                    raise
+                _POOLS[key] = pool
+            else:
+                _list(_PATCHERS[0])  # most recently used in ComfyUI's list
+            pool.loras = self.lora_stack
+            return pool
 
 
 class ConsisIDParallelWorkers:
@@ -109,13 +188,16 @@ class ConsisIDParallelWorkers:
         with reported_as(self.LABEL):
             config = ParallelConfig(bool(cfg_parallel), int(ulysses), int(ring))
             config.validate(config.world_size)
-            device = "cuda" if str(comfy_bridge.torch_device()).startswith("cuda") else "cpu"
-        return (ParallelWorkers(model.settings, config, device, _model_bytes(model.settings.path)),)
+            load_device = comfy_bridge.torch_device()
+            device = "cuda" if str(load_device).startswith("cuda") else "cpu"
+            settings = model.settings
+        return (ParallelWorkers(settings, config, device, _model_bytes(settings), getattr(model, "lora_stack", ()),
+                                load_device),)
 
 
-def _model_bytes(path: str) -> int:
-    """Bytes of the transformer's weight files: what each worker holds on its GPU."""
-    from pathlib import Path
+def _model_bytes(settings: Any) -> int:
+    """Device bytes of one rank's transformer at the loader's precision and weight storage."""
+    from consisid_core.parallel.worker_engine import estimate_bytes
 
-    folder = Path(path) / "transformer"
-    return sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else 0
+    return estimate_bytes(settings.path, _PRECISION_BYTES.get(settings.precision, 2),
+                          getattr(settings, "weight_dtype", "default"))

@@ -8,6 +8,7 @@ when it starts, before any work. Every message names only the values that are wr
 
 from __future__ import annotations
 
+from consisid_core.engine.checks import frame_range
 from consisid_core.engine.info import ModelInfo
 
 from . import model_folders
@@ -72,6 +73,19 @@ def support_problem(width: int, height: int, infos: dict[str, ModelInfo]) -> str
     )
 
 
+def frames_problem(num_frames: int, infos: dict[str, ModelInfo]) -> str | None:
+    """None when some installed checkpoint supports `num_frames`, else a message with their supported ranges."""
+    if not infos or num_frames is None:
+        return None
+    spans = {name: frame_range(info) for name, info in infos.items()}
+    if any(low <= num_frames <= high for low, high in spans.values()):
+        return None
+    described = "; ".join(f"{name}: {low} to {high}, native {infos[name].native_frames}"
+                          for name, (low, high) in sorted(spans.items()))
+    return (f"num_frames={num_frames} is outside what the installed ConsisID checkpoints support ({described}); "
+            f"use {FRAME_STEP}k+1 frames within that range.")
+
+
 def check(width, height, num_frames, infos: dict[str, ModelInfo] | None = None, *, ranges: bool = True) -> str | None:
     """None when acceptable, else one message naming each wrong value and which values work.
 
@@ -80,6 +94,11 @@ def check(width, height, num_frames, infos: dict[str, ModelInfo] | None = None, 
     problems = value_problems(width, height, num_frames, ranges=ranges)
     if problems:
         return "; ".join(problems) + "."
+    infos = model_folders.installed_infos() if infos is None else infos
+    if num_frames is not None and in_range("num_frames", num_frames):
+        problem = frames_problem(num_frames, infos)
+        if problem is not None:
+            return problem
     if width is None or height is None or not (in_range("width", width) and in_range("height", height)):
         return None
-    return support_problem(width, height, model_folders.installed_infos() if infos is None else infos)
+    return support_problem(width, height, infos)

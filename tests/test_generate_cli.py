@@ -127,6 +127,19 @@ BAD_GENERATE = [
     (["--steps", "0"], "num_inference_steps must be an integer from 1 to 1000"),
     (["--face-selection", "tallest"], "face_selection must be one of"),
     (["--antelopev2-dir", "{dir}/nowhere"], "--antelopev2-dir"),
+    (["--prompt", ""], "--prompt is empty"),
+    (["--prompt", "  \t "], "--prompt is empty"),
+    (["--prompt", "caf" + b"\xe9".decode("utf-8", "surrogateescape")], "--prompt holds byte 0xe9 at character 4"),
+    (["--negative-prompt", b"\xff".decode("utf-8", "surrogateescape")], "--negative-prompt holds byte 0xff"),
+    (["--guidance", "nan"], "--guidance must be a finite number from 0 to 30"),
+    (["--guidance", "inf"], "--guidance must be a finite number from 0 to 30"),
+    (["--guidance", "-1"], "--guidance must be a finite number from 0 to 30"),
+    (["--lora", "{video}:nan"], "strength must be a finite number from -4 to 4"),
+    (["--lora", "{video}:inf"], "strength must be a finite number from -4 to 4"),
+    (["--cfg-parallel", "--guidance", "1"], "--cfg-parallel runs the two classifier-free-guidance branches"),
+    (["--teacache", "0.1", "--teacache-start", "50"], "--teacache-start 50 is at or past the last step (--steps 50"),
+    (["--out", "{model}/v.mp4"], "--out {model}/v.mp4 is inside the model folder"),
+    (["--out", "{model}"], "--out {model} is a folder"),
 ]
 
 
@@ -145,6 +158,34 @@ def test_bad_generate_input_is_refused_in_one_line_before_any_model(capsys, cli_
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert cli_files["video"].read_bytes() == b"an earlier video", "an existing file was touched"
     assert not (cli_files["dir"] / "new.mp4").exists()
+    assert sorted(p.name for p in cli_files["model"].rglob("*")) == ["config.json", "config.json", "transformer", "vae"]
+
+
+def test_read_only_out_is_refused_before_any_model(capsys, cli_files, monkeypatch):
+    """Root writes through chmod, so a read-only mount is simulated where the probe file is created."""
+    import errno
+
+    import consisid_core.cli.output_paths as output_paths
+
+    def read_only(folder):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(output_paths, "_make_probe", read_only)
+    out = cli_files["dir"] / "v.mp4"
+    code, _, err = _main(capsys, "--model", str(cli_files["model"]), "--out", str(out))
+    assert code == 2 and err.startswith(f"error: --out {out}: cannot write in {cli_files['dir']} (Read-only file system)")
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_teacache_notes_instead_of_silence(capsys, cli_files):
+    code, out, err = _main(capsys, "--model", str(cli_files["model"]), "--teacache-start", "3",
+                           "--out", str(cli_files["dir"] / "v.mp4"))
+    assert "note: --teacache-start/--teacache-end do nothing without --teacache THRESH" in out
+    assert code == 2 and "the model is not ready" in err  # got past the settings to the file check
+    code, out, err = _main(capsys, "--model", str(cli_files["model"]), "--teacache", "0.1", "--teacache-end", "80",
+                           "--out", str(cli_files["dir"] / "v.mp4"))
+    assert "note: --teacache-end 80 is past the last step (49); caching runs to the end" in out
+    assert code == 2 and "the model is not ready" in err
 
 
 def test_device_cuda_on_a_cpu_only_torch(capsys, cli_files, monkeypatch):

@@ -273,3 +273,187 @@ def test_python_dash_m_check_models(models):
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "all files found" in done.stdout
+
+
+# ---------------------------------------------------------------- deep check before loading (generate's pre-load check)
+
+
+def _onnx_bytes() -> bytes:
+    """A whole one-node ONNX model."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph).SerializeToString()
+
+
+def _real_safetensors(path, **tensors) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_file({k: torch.zeros(v) for k, v in (tensors or {"w": (4, 4)}).items()}, str(path))
+
+
+def test_format_checks_accept_whole_files_and_name_what_is_wrong(tmp_path):
+    from consisid_core.model_status.file_formats import format_problem
+
+    good = tmp_path / "good.safetensors"
+    _real_safetensors(good)
+    data = good.read_bytes()
+    cut, longer = tmp_path / "cut.safetensors", tmp_path / "long.safetensors"
+    cut.write_bytes(data[:-1])
+    longer.write_bytes(data + b"\0")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes((20).to_bytes(8, "little") + b"<html>not json</html>")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 60]}}).encode()
+    wrong = tmp_path / "wrong.safetensors"  # 16 F32 values need 64 bytes, the header says 60
+    wrong.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 60)
+    onnx_good, onnx_cut, onnx_empty = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "c.onnx"
+    onnx_good.write_bytes(_onnx_bytes())
+    onnx_cut.write_bytes(_onnx_bytes()[:-5])
+    onnx_empty.write_bytes(b"")
+    html = tmp_path / "page.pth"
+    html.write_bytes(b"<!DOCTYPE html><html>404</html>")
+    pickled = tmp_path / "legacy.pth"
+    pickled.write_bytes(b"\x80\x02}q\x00.")
+    assert format_problem(good) is None and format_problem(onnx_good) is None and format_problem(pickled) is None
+    assert "1 bytes more than its header" in format_problem(longer)
+    assert "of" in format_problem(cut) and "interrupted download" in format_problem(cut)
+    assert "not JSON" in format_problem(junk)
+    assert "its shape and dtype need 64" in format_problem(wrong)
+    assert "past the end of the file" in format_problem(onnx_cut)
+    assert "0 bytes" in format_problem(onnx_empty)
+    assert "not a PyTorch checkpoint" in format_problem(html)
+
+
+def test_deep_check_names_each_broken_file_of_a_model_folder(tmp_path):
+    folder = tmp_path / "ConsisID-preview"
+    ante = folder / "face_encoder" / "models" / "antelopev2"
+    ante.mkdir(parents=True)
+    (ante / "scrfd_10g_bnkps.onnx").write_bytes(b"")  # the 0-byte file onnxruntime says "No graph was found" on
+    (ante / "glintr100.onnx").write_bytes(_onnx_bytes())  # whole: not reported
+    _real_safetensors(folder / "transformer" / "diffusion_pytorch_model.safetensors")  # whole
+    vae = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    _real_safetensors(vae)
+    vae.write_bytes(vae.read_bytes()[:-3])
+    write_json(folder / "vae" / "config.json", {"ok": 1})
+    (folder / "transformer" / "config.json").write_text("{broken", encoding="utf-8")
+    (folder / "face_encoder" / catalog.BISENET_FILE).write_bytes(b"<html>")
+    problems = model_status.deep_check(folder)
+    named = sorted(os.path.relpath(p.split(": ", 1)[0], folder) for p in problems)
+    assert named == sorted([os.path.join("face_encoder", "models", "antelopev2", "scrfd_10g_bnkps.onnx"),
+                            os.path.join("vae", "diffusion_pytorch_model.safetensors"),
+                            os.path.join("transformer", "config.json"),
+                            os.path.join("face_encoder", catalog.BISENET_FILE)]), problems
+    assert all("\n" not in p for p in problems)
+
+
+def _lora(path, tensors: dict) -> str:
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({k: torch.zeros(s) for k, s in tensors.items()}, str(path))
+    return str(path)
+
+
+def test_lora_header_check_agrees_with_the_check_on_the_loaded_transformer(tmp_path, tiny_model):
+    import torch
+    from diffusers import ConsisIDTransformer3DModel
+
+    from consisid_core.engine.lora import check_fits, lora_file_problem
+    from consisid_core.errors import UnsupportedInputError
+
+    transformer = ConsisIDTransformer3DModel.from_pretrained(str(tiny_model / "transformer"))
+    config = json.loads((tiny_model / "transformer" / "config.json").read_text())
+    q = transformer.transformer_blocks[0].attn1.to_q
+    name = "transformer.transformer_blocks.0.attn1.to_q"
+    cases = {
+        "fits": {f"{name}.lora_A.weight": (4, q.in_features), f"{name}.lora_B.weight": (q.out_features, 4)},
+        "wide": {f"{name}.lora_A.weight": (4, q.in_features + 8), f"{name}.lora_B.weight": (q.out_features, 4)},
+        "tall": {f"{name}.lora_A.weight": (4, q.in_features), f"{name}.lora_B.weight": (q.out_features * 2, 4)},
+        "other_model": {"unet.down.0.lora_A.weight": (4, 8)},
+        "no_layer": {"transformer.transformer_blocks.99.attn1.to_q.lora_A.weight": (4, q.in_features)},
+    }
+    for label, tensors in cases.items():
+        path = _lora(tmp_path / f"{label}.safetensors", tensors)
+        header_verdict = lora_file_problem(path, config)
+        try:
+            check_fits(transformer, {k: torch.zeros(s) for k, s in tensors.items()}, label)
+            loaded_verdict = None
+        except UnsupportedInputError as exc:
+            loaded_verdict = str(exc)
+        assert (header_verdict is None) == (loaded_verdict is None), (label, header_verdict, loaded_verdict)
+    assert model_status.deep_check(tiny_model, [tmp_path / "fits.safetensors"]) == []
+    (problem,) = model_status.deep_check(tiny_model, [tmp_path / "wide.safetensors"])
+    assert "does not fit this ConsisID transformer" in problem and "wide.safetensors" in problem
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes((tmp_path / "fits.safetensors").read_bytes()[:-4])
+    (problem,) = model_status.deep_check(tiny_model, [cut])
+    assert problem.startswith(f"LoRA file {cut}:") and "interrupted download" in problem
+
+
+def _zero_byte_model(folder) -> str:
+    """The single-file layout with every file present and 0 bytes long (passes a presence-only check)."""
+    names = ["model_index.json", "scheduler/scheduler_config.json", "transformer/config.json",
+             "transformer/diffusion_pytorch_model.safetensors", "vae/config.json",
+             "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json", "text_encoder/model.safetensors",
+             "tokenizer/spiece.model", f"face_encoder/{catalog.EVA_CLIP_FILE}", f"face_encoder/{catalog.RETINAFACE_FILE}",
+             f"face_encoder/{catalog.BISENET_FILE}"] + [f"{catalog.ANTELOPEV2_DIR}/{n}" for n in catalog.ANTELOPEV2_FILES]
+    for name in names:
+        path = os.path.join(folder, *name.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").close()
+    return str(folder)
+
+
+def test_generate_refuses_a_folder_of_zero_byte_files_before_loading(tmp_path, monkeypatch, capsys):
+    import consisid_core.face
+    from consisid_core.cli import main
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(consisid_core.face, "load_face_models", must_not_load)
+    model = _zero_byte_model(tmp_path / "zeros")
+    code = main(["generate", "--model", model, "--out", str(tmp_path / "v.mp4"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: the model is not ready"), err
+    assert "scrfd_10g_bnkps.onnx: empty file (0 bytes" in err and "Traceback" not in err
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_generate_refuses_a_lora_that_cannot_fit_before_loading(tmp_path, tiny_model, monkeypatch, capsys):
+    import consisid_core.face
+    from consisid_core.cli import main
+
+    monkeypatch.setattr(consisid_core.face, "load_face_models", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    lora = _lora(tmp_path / "sdxl_style.safetensors", {"lora_unet_down_blocks_0.lora_down.weight": (4, 320)})
+    code = main(["generate", "--model", str(tiny_model), "--out", str(tmp_path / "v.mp4"), "--device", "cpu",
+                 "--lora", lora])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: "), err
+    assert "sdxl_style.safetensors does not fit this ConsisID transformer" in err and "Traceback" not in err
+
+
+def test_check_models_on_a_fresh_install_points_antelopev2_into_face_encoder(tmp_path):
+    for with_face_encoder in (False, True):
+        folder = tmp_path / f"fresh_{with_face_encoder}"
+        (folder / "transformer").mkdir(parents=True)
+        if with_face_encoder:
+            (folder / "face_encoder").mkdir()
+        status = model_status.check_model_folder(str(folder))
+        targets = {f.target for f in status.files if f.component == "antelopev2"}
+        assert targets == {os.path.join(str(folder), "face_encoder", "models", "antelopev2", n)
+                           for n in catalog.ANTELOPEV2_FILES}, (with_face_encoder, targets)
+
+
+def test_check_models_refuses_a_file_as_models_dir(tmp_path, capsys):
+    from consisid_core.cli import main
+
+    not_a_folder = tmp_path / "models.txt"
+    not_a_folder.write_text("x")
+    assert main(["check-models", "--models-dir", str(not_a_folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err and "not found" not in err

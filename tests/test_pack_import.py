@@ -29,6 +29,8 @@ EXPECTED_NODE_IDS = (
     "ConsisIDEvalModelsLoader",
     "ConsisIDIdentityScore",
     "ConsisIDParallelWorkers",
+    "ConsisIDTakes",
+    "ConsisIDPickTake",
 )
 
 

@@ -36,6 +36,8 @@ def test_wheel_holds_only_consisid_core_and_its_assets(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"consisid_core", f"{wheel.name.split('-py3')[0]}.dist-info"}
     assert "consisid_core/assets/default_face.png" in names
+    for workflow in sorted((REPO / "workflows" / "api").glob("*.json")):  # `batch` needs them after pip install
+        assert f"consisid_core/assets/workflows/{workflow.name}" in names
     entry_points = zipfile.ZipFile(wheel).read(f"{wheel.name.split('-py3')[0]}.dist-info/entry_points.txt").decode()
     assert "consisid = consisid_core.cli:main" in entry_points
 
@@ -53,6 +55,17 @@ def test_installed_package_runs_from_another_folder(wheel, tmp_path):
     done = subprocess.run([sys.executable, "-m", "consisid_core", "check-models", "--help"], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "check-models" in done.stdout, done.stderr[-1000:]
+    # batch without --workflow: the packaged workflow loads, so the first complaint is the (missing) jobs file
+    batch = subprocess.run([sys.executable, "-m", "consisid_core", "batch", "--jobs", "missing.csv", "--out", "out"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert batch.returncode == 2 and "missing.csv" in batch.stderr and "workflow" not in batch.stderr, batch.stderr
+
+
+def test_packaged_workflows_are_the_pack_workflows():
+    """consisid_core/assets/workflows/ is the installed copy of workflows/api/ (what ComfyUI serves): identical."""
+    pack = {p.name: p.read_bytes() for p in (REPO / "workflows" / "api").glob("*.json")}
+    packaged = {p.name: p.read_bytes() for p in (REPO / "consisid_core" / "assets" / "workflows").glob("*.json")}
+    assert pack and packaged == pack, "copy workflows/api/*.json to consisid_core/assets/workflows/"
 
 
 def test_no_machine_specific_paths_in_the_repository():

@@ -11,6 +11,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
+from .server_url import split_credentials
+
 
 class ServerError(ConnectionError):
     """The server could not be reached or answered something unusable (a transport problem: retryable)."""
@@ -42,7 +44,9 @@ class ComfyClient:
     """One ComfyUI server, addressed by its base URL (http://host:port)."""
 
     def __init__(self, base_url: str, timeout: float = 60.0):
-        self.base_url = base_url.rstrip("/")
+        # user:password@ in the URL becomes a Basic Authorization header; base_url (used in messages) has none
+        clean, self.auth_headers = split_credentials(base_url.rstrip("/"))
+        self.base_url = clean.rstrip("/")
         self.timeout = timeout
 
     @property
@@ -52,7 +56,8 @@ class ComfyClient:
         return f"{scheme}://{parts.netloc}{parts.path}/ws"
 
     def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(self.base_url + path, data=body, method=method, headers=headers or {})
+        request = urllib.request.Request(self.base_url + path, data=body, method=method,
+                                         headers={**self.auth_headers, **(headers or {})})
         try:
             return urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError:

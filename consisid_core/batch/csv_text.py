@@ -38,8 +38,20 @@ def decode(data: bytes, name: str) -> str:
         ) from None
 
 
+FIELD_LIMIT = 1 << 20  # characters in one CSV field (Python's csv default is 131072); T5 reads ~226 tokens anyway
+
+
 def read_records(text: str, name: str) -> list[tuple[int, list[str]]]:
-    """(first line number, fields) of every record; an unclosed or misplaced quote is refused with its line."""
+    """(first line number, fields) of every record; an unclosed or misplaced quote, or a field over FIELD_LIMIT
+    characters, is refused with its line."""
+    previous = csv.field_size_limit(FIELD_LIMIT)
+    try:
+        return _read_records(text, name)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_records(text: str, name: str) -> list[tuple[int, list[str]]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records: list[tuple[int, list[str]]] = []
     start = 1
@@ -49,6 +61,12 @@ def read_records(text: str, name: str) -> list[tuple[int, list[str]]]:
         except StopIteration:
             return records
         except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise JobsFileError(
+                    f"{name} line {start}: a field is longer than {FIELD_LIMIT} characters, the most one CSV field "
+                    "may hold here; a prompt is read only up to about 226 T5 tokens (~1,000 characters), so shorten "
+                    "it (or a quote that opens a field is never closed, swallowing the lines after it)"
+                ) from None
             raise JobsFileError(
                 f"{name} line {start}: a quoted field is not closed properly ({exc}, noticed on line "
                 f"{reader.line_num}); a quote that opens a field must close it, and a quote inside a field is "

@@ -23,7 +23,7 @@ class WebSocketError(ConnectionError):
 class WebSocket:
     """A blocking websocket connection: `recv()` returns whole text (str) or binary (bytes) messages."""
 
-    def __init__(self, url: str, timeout: float = 10.0):
+    def __init__(self, url: str, timeout: float = 10.0, headers: dict[str, str] | None = None):
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss"):
             raise WebSocketError(f"not a websocket URL: {url}")
@@ -41,15 +41,16 @@ class WebSocket:
         self._buffer = b""
         self._partial: tuple[list[bytes], int | None] = ([], None)
         self.closed = False
-        self._handshake(parts.hostname, port, path)
+        self._handshake(parts.hostname, port, path, headers or {})
 
     # -------------------------------------------------------------- handshake and raw io
 
-    def _handshake(self, host: str, port: int, path: str) -> None:
+    def _handshake(self, host: str, port: int, path: str, extra: dict[str, str]) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in extra.items()) + "\r\n"
         )
         self._sock.sendall(request.encode())
         while b"\r\n\r\n" not in self._buffer:

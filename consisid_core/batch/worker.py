@@ -17,6 +17,7 @@ from .jobs import Job, file_digest
 from .journal import ResultsLog
 from .options import ERROR, FAILED, MAX_ATTEMPTS, OK, RETIRE_AFTER, BatchOptions
 from .progress import ProgressDisplay
+from .server_url import redact
 from .teacache_override import teacache_stats
 from .websocket import WebSocket, WebSocketError
 
@@ -30,9 +31,9 @@ class Worker(threading.Thread):
 
     def __init__(self, server: str, options: BatchOptions, jobs: "queue.Queue[Job]", resume: list[tuple[Job, str]],
                  log: ResultsLog, display: ProgressDisplay, finish: Callable[[Job, str, dict], None],
-                 digests: dict[str, str] | None = None):
-        super().__init__(name=f"consisid-batch-{server}", daemon=True)
-        self.server = server
+                 digests: dict[str, str] | None = None, name: str | None = None):
+        self.server = name or redact(server)  # what is shown and logged: never the password
+        super().__init__(name=f"consisid-batch-{self.server}", daemon=True)
         self.client = ComfyClient(server, timeout=options.request_timeout)
         self.options = options
         self.jobs = jobs
@@ -51,7 +52,8 @@ class Worker(threading.Thread):
     def _socket(self) -> WebSocket | None:
         if self.ws is None or self.ws.closed:
             try:
-                self.ws = WebSocket(f"{self.client.ws_url}?clientId={self.client_id}", timeout=self.options.probe_timeout)
+                self.ws = WebSocket(f"{self.client.ws_url}?clientId={self.client_id}", timeout=self.options.probe_timeout,
+                                    headers=self.client.auth_headers)
             except (WebSocketError, OSError):
                 self.ws = None  # no websocket: fall back on polling /history
         return self.ws

@@ -8,27 +8,38 @@ import os
 from ..batch import BatchOptions, load_jobs, load_workflow, run_batch
 from ..batch.parallel import parse_layout, with_parallel_workers
 from ..batch.scheduler import check_options
-from ..model_status import PACK_DIR
 
-DEFAULT_WORKFLOW = os.path.join(PACK_DIR, "workflows", "api", "consisid_basic_api.json")
+# a copy of the pack's workflows/api/ installed with the package, so `batch` works after `pip install .` too
+WORKFLOWS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "workflows")
+DEFAULT_WORKFLOW = os.path.join(WORKFLOWS_DIR, "consisid_basic_api.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `python -m consisid_core batch`."""
-    parser.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI base URL (default %(default)s)")
-    parser.add_argument("--servers", default=None, help="comma-separated ComfyUI URLs; one job in flight per server")
-    parser.add_argument("--jobs", required=True, help="CSV with columns face,prompt[,negative_prompt,seed,job,<overrides>...]")
-    parser.add_argument("--out", required=True, help="output folder: videos and results.jsonl")
-    parser.add_argument("--workflow", default=DEFAULT_WORKFLOW, help="API-format workflow (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one job may take, above 0 (default %(default)s)")
-    parser.add_argument("--retry-failed", action="store_true", help="run again the jobs that failed in an earlier run")
-    parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    """Arguments of `consisid batch`."""
+    parser.add_argument("--server", default="http://127.0.0.1:8188",
+                        help="ComfyUI base URL; user:password@ in it is sent as HTTP Basic auth and never printed "
+                             "(default %(default)s)")
+    parser.add_argument("--servers", default=None,
+                        help="comma-separated ComfyUI URLs, one job in flight per server (default: --server alone)")
+    parser.add_argument("--jobs", required=True,
+                        help="CSV with columns face,prompt[,negative_prompt,seed,job,<overrides>...] (required)")
+    parser.add_argument("--out", required=True, help="output folder: videos and results.jsonl (required)")
+    parser.add_argument("--workflow", default=DEFAULT_WORKFLOW,
+                        help="API-format workflow; the pack's others are in the same folder as the default "
+                             "(default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="seconds one job may take, above 0 (default %(default)s)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run again the jobs that failed in an earlier run (default: keep them as failed)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="plain log lines instead of progress bars (default: progress bars)")
     from .score_args import add_score_arguments  # batch --score (identity metrics of every video)
 
     add_score_arguments(parser)
     parser.add_argument("--parallel", default=None, metavar="LAYOUT",
                         help="each server renders on a group of GPUs: cfg, ulysses=K, ring=R comma-separated "
-                             "(e.g. cfg or cfg,ulysses=2); adds a ConsisID Parallel Workers node to the workflow")
+                             "(e.g. cfg or cfg,ulysses=2); adds a ConsisID Parallel Workers node to the workflow "
+                             "(default: one GPU per server)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,25 +37,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=Path(os.environ.get("CONSISID_MODEL", DEFAULT_MODEL)),
                         help="ConsisID model folder (layout of BestWishYsh/ConsisID-preview); default %(default)s")
     parser.add_argument("--face", type=Path, default=None, help="photo of the person (default: bundled portrait)")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="what happens in the video")
-    parser.add_argument("--negative-prompt", default="", help="what to avoid")
-    parser.add_argument("--out", type=Path, default=Path("out") / "consisid.mp4", help="output mp4 path")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="what happens in the video; not empty (default: a person smiling in a sunlit park)")
+    parser.add_argument("--negative-prompt", default="", help="what to avoid (default: nothing)")
+    parser.add_argument("--out", type=Path, default=Path("out") / "consisid.mp4",
+                        help="output video (.mp4/.mkv/.mov); an existing file is kept unless --overwrite "
+                             "(default %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="any whole number, taken modulo 2^64 (default 42)")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
-    parser.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale (default 6.0)")
+    parser.add_argument("--guidance", type=float, default=6.0,
+                        help="classifier-free guidance scale, 0 to 30; 1 or less turns it off (default 6.0)")
     parser.add_argument("--dynamic-cfg", action="store_true", help="use the dynamic CFG schedule")
     parser.add_argument("--frames", type=int, default=None, help="frames (default: the checkpoint's native 49)")
     parser.add_argument("--width", type=int, default=None, help="default: the checkpoint's native width")
     parser.add_argument("--height", type=int, default=None, help="default: the checkpoint's native height")
-    parser.add_argument("--fps", type=float, default=8.0)
+    parser.add_argument("--fps", type=float, default=8.0,
+                        help="frame rate written into the video, above 0 and at most 240 (default 8, as ConsisID)")
     parser.add_argument("--face-selection", default="largest",
-                        help=" | ".join(choices.FACE_SELECTIONS) + " | N (0-based, left to right) when the photo has several faces")
-    parser.add_argument("--offload", choices=sorted(OFFLOAD), default="none", help="memory mode")
+                        help=" | ".join(choices.FACE_SELECTIONS) + " | N (0-based, left to right) when the photo has several faces (default largest)")
+    parser.add_argument("--offload", choices=sorted(OFFLOAD), default="none", help="memory mode (default none)")
     parser.add_argument("--vae-tiling", choices=choices.VAE_TILING, default="auto",
-                        help="decode in tiles to save GPU memory (auto: on for GPU, off for CPU)")
+                        help="decode in tiles to save GPU memory (default auto: on for GPU, off for CPU)")
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     parser.add_argument("--dtype", choices=[choices.AUTO, *choices.PRECISIONS], default="auto",
-                        help="auto = bf16 on GPU, fp32 on CPU")
+                        help="default auto = bf16 on GPU, fp32 on CPU")
     parser.add_argument("--noise-device", choices=choices.NOISE_DEVICES, default="cpu",
                         help="cpu (default): the same noise for a seed on every machine; gpu: a generator on the GPU, "
                              "as the original code's torch.Generator('cuda'), to reproduce its seeds there. Either way "
@@ -96,12 +100,13 @@ def _scratch_folder(needed: bool) -> Iterator[str]:
         yield tmp
 
 
-def preflight(model: Path, antelopev2_dir: Path | None) -> None:
+def preflight(model: Path, antelopev2_dir: Path | None, lora_files: tuple = ()) -> None:
     """Check every file before loading anything, so one run lists everything that is missing; an explicit
     --antelopev2-dir without the files is an error, not replaced by another copy."""
     from ..engine.files import resolve_model_folder
     from ..errors import ConsisIDError, ModelFilesError
     from ..face.weights import locate_face_weights
+    from ..model_status import deep_check
 
     problems = []
     for check in (lambda: resolve_model_folder(model), lambda: locate_face_weights(model / "face_encoder", antelopev2_dir)):
@@ -111,6 +116,7 @@ def preflight(model: Path, antelopev2_dir: Path | None) -> None:
             problems.append(str(exc))
         else:
             check_antelopev2_used(antelopev2_dir, getattr(found, "antelopev2_dir", None))
+    problems += deep_check(model, lora_files, antelopev2_dir)  # 0-byte/cut files, LoRAs that cannot fit
     if problems:
         raise ConsisIDError(
             "the model is not ready:\n" + "\n".join(problems)
@@ -155,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                     download_model(model)
         if frames is None:  # the configs came with the download / the random model
             height, width, frames = check_video_settings(Path(model), args)
-        preflight(Path(model), args.antelopev2_dir)
+        preflight(Path(model), args.antelopev2_dir, tuple(p for p, _ in loras))
         print(f"model: {model}\nface photo: {face_path}\ndevice: {device} ({dtype})", flush=True)
         with _stage("load face models", timings):
             faces = load_face_models(Path(model) / "face_encoder", runtime=runtime, onnx_providers=providers,

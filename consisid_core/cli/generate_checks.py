@@ -1,6 +1,6 @@
 """Everything `generate` can check without loading a model, so bad input fails in seconds, not after loading.
 
-`check_arguments` runs first (numbers, face photo, output path, antelopev2 folder); `check_video_settings`
+`check_arguments` runs first (prompts, numbers, face photo, output path, antelopev2 folder); `check_video_settings`
 runs once the model folder is known and reads only its config.json files for the native sizes.
 """
 
@@ -11,21 +11,30 @@ from pathlib import Path
 
 from .. import validate
 from ..errors import ConsisIDError, UnsupportedInputError
+from ..text_input import check_prompt
+from .output_paths import check_output_file
 
 
 def check_arguments(args: argparse.Namespace, face_path: Path) -> None:
-    """Refuse bad settings, an unreadable face photo or an unwritable --out before anything is loaded.
+    """Refuse bad prompts and settings, an unreadable face photo or an unusable --out before anything is loaded.
 
     Normalises `args.seed` (modulo 2^64) and `args.face_selection` in place.
     """
     from ..engine.checks import check_steps_and_guidance
     from ..face.selection import check_selection
 
+    args.prompt = check_prompt(args.prompt, "--prompt")
+    args.negative_prompt = check_prompt(args.negative_prompt, "--negative-prompt", allow_empty=True)
     original = args.seed
     args.seed = validate.normalise_seed(args.seed)
     if args.seed != original:
         print(f"note: seed {original} is outside 0..2^64-1; using {original} mod 2^64 = {args.seed}", flush=True)
+    validate.check_guidance(args.guidance)
     check_steps_and_guidance(args.steps, args.guidance)
+    if getattr(args, "cfg_parallel", False) and args.guidance <= 1.0:
+        raise UnsupportedInputError(
+            f"--cfg-parallel runs the two classifier-free-guidance branches on two ranks, but --guidance {args.guidance:g} "
+            "turns guidance off (it needs a value above 1): drop --cfg-parallel or raise --guidance")
     validate.check_fps(args.fps)
     for name in ("width", "height"):
         value = getattr(args, name)
@@ -35,7 +44,9 @@ def check_arguments(args: argparse.Namespace, face_path: Path) -> None:
         raise UnsupportedInputError(f"--frames must be a positive 8k+1 count such as 49; got {args.frames}")
     args.face_selection = check_selection(args.face_selection)
     validate.check_image_file(face_path, "--face")
-    validate.check_output_file(args.out, overwrite=getattr(args, "overwrite", False))
+    models = () if getattr(args, "random_weights", False) else (args.model,)
+    check_output_file(args.out, overwrite=getattr(args, "overwrite", False), suffixes=validate.VIDEO_SUFFIXES,
+                      what="the video is H.264", models=models)
     ante = args.antelopev2_dir
     if ante is not None and not Path(ante).expanduser().is_dir():
         raise ConsisIDError(

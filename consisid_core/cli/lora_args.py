@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import validate
 from ..errors import UnsupportedInputError
 
 
@@ -24,13 +25,15 @@ def parse_lora(value: str) -> tuple[Path, float]:
 def add_lora_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                         help="apply a LoRA (diffusers .safetensors, e.g. a train run's pytorch_lora_weights.safetensors) "
-                             "at STRENGTH (default 1); repeat to stack several")
+                             "at STRENGTH (-4 to 4, default 1); repeat to stack several")
 
 
 def check_lora_files(values: list[str]) -> list[tuple[Path, float]]:
-    """Parse every --lora and check the files exist, before any model is loaded."""
+    """Parse every --lora and check the files exist and the strengths are finite and in range, before any model
+    is loaded."""
     specs = [parse_lora(v) for v in values or []]
-    for path, _ in specs:
+    for path, strength in specs:
+        validate.check_lora_strength(strength, f"--lora {path}:")
         if not path.is_file():
             raise UnsupportedInputError(f"--lora {path}: no such file (give a .safetensors LoRA, optionally FILE:STRENGTH)")
         if path.suffix != ".safetensors":

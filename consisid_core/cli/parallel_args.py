@@ -13,9 +13,9 @@ def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cfg-parallel", action="store_true",
                        help="run the two classifier-free-guidance branches on two ranks (needs guidance > 1)")
     group.add_argument("--ulysses", type=int, default=1, metavar="K",
-                       help="Ulysses sequence-parallel degree (needs the parallel extra: pip install xfuser)")
+                       help="Ulysses sequence-parallel degree (default 1; needs the parallel extra: pip install xfuser)")
     group.add_argument("--ring", type=int, default=1, metavar="R",
-                       help="ring-attention sequence-parallel degree (CUDA only; needs the parallel extra)")
+                       help="ring-attention sequence-parallel degree (default 1; CUDA only; needs the parallel extra)")
 
 
 def parallel_from_args(args: argparse.Namespace, device: str) -> Any:

@@ -4,7 +4,8 @@ Only the linear layers inside `transformer_blocks` (attention projections and fe
 fp8; patch embedding, time embedding, every norm (including the blocks' modulation linears), biases, the
 local facial extractor, the perceiver cross-attentions and `proj_out` keep the model dtype. The scale is
 `max|W| / 448`, computed at load time. `fp8_e4m3fn` upcasts each weight for its matmul (any device);
-`fp8_e4m3fn_fast` multiplies in fp8 with `torch._scaled_mm` (NVIDIA compute capability 8.9+).
+`fp8_e4m3fn_fast` multiplies in fp8 with `torch._scaled_mm` (NVIDIA compute capability 8.9+), the activations
+scaled per tensor by a power of two.
 """
 
 from __future__ import annotations
@@ -64,15 +65,32 @@ class FP8Linear(nn.Linear):
         return F.linear(x, weight, self.bias)
 
 
+def activation_scale(rows: torch.Tensor) -> torch.Tensor:
+    """Per-tensor fp8 scale of the activations: the power of two just above max|x| / 448 (float32 scalar).
+
+    A power of two is exact in every float dtype, so the activations divided by it (in their own dtype) and the
+    scale handed to `_scaled_mm` are the same number: the product is not off by a rounded scale.
+    """
+    amax = rows.abs().amax().float().clamp(min=torch.finfo(torch.float32).tiny)
+    # at least the dtype's smallest normal number (a power of two too): never 0 once cast to fp16
+    return torch.exp2(torch.ceil(torch.log2(amax / FP8_MAX))).clamp(min=torch.finfo(rows.dtype).tiny)
+
+
 def scaled_mm_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
                      bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ (weight * weight_scale).T + bias in fp8 with torch._scaled_mm; x gets its own per-tensor scale."""
+    """x @ (weight * weight_scale).T + bias in fp8 with torch._scaled_mm; x gets its own per-tensor scale.
+
+    CUDA's `_scaled_mm` takes a bias only with a 16-bit output, so with a float32 output the bias is added after.
+    """
     rows = x.reshape(-1, x.shape[-1])
-    x_scale = (rows.abs().amax().float() / FP8_MAX).clamp(min=torch.finfo(torch.float32).tiny)
+    x_scale = activation_scale(rows)
     x8 = (rows / x_scale.to(rows.dtype)).clamp(-FP8_MAX, FP8_MAX).to(FP8)
     out_dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float16, torch.float32) else torch.bfloat16
+    fused = bias is not None and out_dtype != torch.float32
     out = torch._scaled_mm(x8, weight.t(), scale_a=x_scale, scale_b=weight_scale.float(),
-                           bias=None if bias is None else bias.to(out_dtype), out_dtype=out_dtype)
+                           bias=bias.to(out_dtype) if fused else None, out_dtype=out_dtype)
+    if bias is not None and not fused:
+        out = out + bias.to(out_dtype)
     return out.reshape(*x.shape[:-1], out.shape[-1])
 
 

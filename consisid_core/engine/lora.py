@@ -117,3 +117,49 @@ def use_loras(engine, stack: tuple[tuple[str, float], ...]) -> None:
             load_lora(engine, path, strength, name)
     engine.loras.update(wanted)
     _apply(engine)
+
+
+def transformer_linears(config: dict) -> dict[str, tuple[int, int]]:
+    """(in, out) features of every linear layer of a ConsisID transformer built from `config` on the meta
+    device: exact layer sizes without reading or allocating any weight."""
+    from diffusers import ConsisIDTransformer3DModel
+
+    init = {k: v for k, v in config.items() if not k.startswith("_")}
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")
+        model = ConsisIDTransformer3DModel.from_config(init)
+    return {n: (m.in_features, m.out_features) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def lora_file_problem(path: str | Path, transformer_config: dict) -> str | None:
+    """Before any model loads: None when the LoRA file is whole and every tensor fits the transformer that
+    `transformer_config` describes (same rules as `check_fits`), else one line saying why. Reads the header only."""
+    from ..model_status.file_formats import format_problem, read_safetensors_header, safetensors_shapes
+
+    path = Path(path).expanduser()
+    problem = format_problem(path)
+    if problem is not None:
+        return f"LoRA file {path}: {problem}"
+    shapes = safetensors_shapes(read_safetensors_header(path)[0])
+    if not shapes:
+        return f"LoRA file {path} holds no tensors"
+    linears = transformer_linears(transformer_config)
+    misfits = []
+    for key, shape in shapes.items():
+        match = _LORA_KEY.match(key[len(PREFIX):] if key.startswith(PREFIX) else "")
+        if match is None:
+            misfits.append(f"{key} (not a transformer LoRA key)")
+            continue
+        layer = linears.get(match["module"])
+        if layer is None:
+            misfits.append(f"{key} (no linear layer {match['module']} in the ConsisID transformer)")
+            continue
+        size = layer[0] if match["kind"] == "lora_A" else layer[1]
+        got = shape[1] if match["kind"] == "lora_A" and len(shape) == 2 else shape[0] if len(shape) == 2 else None
+        if got != size:
+            misfits.append(f"{key} (shape {tuple(shape)} does not fit the layer's {size} features)")
+    if misfits:
+        return (f"LoRA file {path} does not fit this ConsisID transformer: {len(misfits)} of {len(shapes)} tensors, "
+                f"e.g. " + "; ".join(misfits[:3]) + ". It was made for another model (ConsisID and CogVideoX-5B-I2V "
+                "LoRAs fit)")
+    return None

@@ -1,9 +1,11 @@
-"""Memory modes: keep models on the device, move whole models in and out, or stream layer by layer.
+"""Memory modes: keep models on the device, move whole models in and out, or stream them layer by layer.
 
-The offload modes keep ONE host copy of every weight (pinned when CUDA is present). Bringing a module in
-copies host -> device; sending it out only rebinds the parameter to its host copy, dropping the device
-copy: weights are never copied device -> host. Outside ComfyUI nothing else decides; inside it, the nodes
-set `before_use` so ComfyUI's memory manager makes room (and may evict us) through `load`/`unload`.
+Outside ComfyUI the moves are diffusers' (see offload_groups.py): `model_offload` onloads a whole-model
+`ModuleGroup` for each stage and offloads it after; `sequential_offload` is diffusers' leaf-level group
+offloading on a side stream with record_stream, prefetching in the layer order it recorded. Host weights are
+page-locked in place (pinning.py; never `Tensor.pin_memory()`), and offloading only points parameters back at
+them: nothing is copied device -> host. `managed` (inside ComfyUI): ComfyUI's ModelPatcher moves every weight;
+this Placement then never moves, copies or pins a tensor, and only calls `before_use` before each stage.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from ..choices import MEMORY_MODES as MEMORY_MODES  # the list lives in consisid_core.choices
-
-_HOST = "_consisid_host"  # per-module dict: tensor name -> its host copy, while a device copy is in use
+from . import offload_groups as groups
+from .pinning import HostPins, PinStats
 
 
 def _empty_cache(device: torch.device) -> None:
@@ -28,145 +30,17 @@ def _on(tensor: torch.Tensor, device: torch.device) -> bool:
     return tensor.device.type == device.type and (device.index is None or tensor.device.index in (None, device.index))
 
 
-def _copy_to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The one host -> device weight copy (asynchronous from pinned memory)."""
-    return tensor.to(device, non_blocking=True)
-
-
-def _own_tensors(module: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor, bool]]:
-    """(name, tensor, is_parameter) for the module's own parameters and buffers."""
-    for name, param in module._parameters.items():
-        if param is not None:
-            yield name, param, True
-    for name, buf in module._buffers.items():
-        if buf is not None:
-            yield name, buf, False
-
-
-def _set(module: torch.nn.Module, name: str, value: torch.Tensor, is_param: bool) -> None:
-    """Rebind a parameter or buffer (parameters are swapped whole, so the host Parameter is never touched)."""
-    if is_param:
-        if not isinstance(value, torch.nn.Parameter):
-            value = torch.nn.Parameter(value, requires_grad=False)
-        module._parameters[name] = value
-    else:
-        module._buffers[name] = value
-
-
 def module_bytes(model: torch.nn.Module) -> int:
     """Bytes of all parameters and buffers (wherever they are)."""
-    return sum(t.nbytes for m in model.modules() for _, t, _ in _own_tensors(m))
-
-
-def pin_host_copies(model: torch.nn.Module) -> None:
-    """Move CPU weights into page-locked memory once, so host -> device copies can run asynchronously."""
-    if not torch.cuda.is_available():
-        return
-    with torch.no_grad():
-        for module in model.modules():
-            for name, tensor, is_param in _own_tensors(module):
-                if tensor.device.type == "cpu" and not tensor.is_pinned():
-                    _set(module, name, tensor.detach().pin_memory(), is_param)
-
-
-def swap_in(module: torch.nn.Module, device: torch.device) -> int:
-    """Give the module's own tensors a device copy (the host copy is kept aside); returns bytes copied."""
-    host = module.__dict__.setdefault(_HOST, {})
-    moved = 0
-    with torch.no_grad():
-        for name, tensor, is_param in _own_tensors(module):
-            if _on(tensor, device):
-                continue
-            host[name] = tensor
-            _set(module, name, _copy_to(tensor.detach(), device), is_param)
-            moved += tensor.nbytes
-    return moved
-
-
-def swap_out(module: torch.nn.Module) -> int:
-    """Point the module's tensors back at their host copies, dropping the device copies; returns bytes freed."""
-    host = module.__dict__.get(_HOST)
-    if not host:
-        return 0
-    freed = 0
-    is_param = module._parameters
-    for name, value in host.items():
-        current = module._parameters[name] if name in is_param else module._buffers.get(name)
-        if current is not None and current.data_ptr() != value.data_ptr():
-            freed += current.nbytes
-        _set(module, name, value, name in is_param)
-    host.clear()
-    return freed
-
-
-def _with_own_tensors(model: torch.nn.Module) -> list[torch.nn.Module]:
-    return [m for m in model.modules() if any(True for _ in _own_tensors(m))]
-
-
-class _LayerStreamer:
-    """Hooks that bring one module's weights in just before its forward and drop the device copy after.
-
-    On CUDA the next module (in registration order, which is execution order for the DiT blocks) is
-    copied on a side stream while the current one computes.
-    """
-
-    def __init__(self, device: torch.device, model: torch.nn.Module) -> None:
-        self.device = device
-        self.handles: list = []
-        self.order = _with_own_tensors(model)
-        self.following = {id(a): b for a, b in zip(self.order, self.order[1:])}
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" and torch.cuda.is_available() else None
-        self.prefetched: tuple[torch.nn.Module, object] | None = None
-
-    def before(self, module: torch.nn.Module) -> None:
-        ready = self.prefetched
-        self.prefetched = None
-        if ready is not None and ready[0] is module:
-            current = torch.cuda.current_stream(self.device)
-            current.wait_event(ready[1])
-            for _, tensor, _ in _own_tensors(module):  # the side stream allocated them; main stream uses them
-                tensor.record_stream(current)
-        else:
-            if ready is not None:  # prefetched a module that did not run next: drop it
-                swap_out(ready[0])
-            swap_in(module, self.device)
-        nxt = self.following.get(id(module))
-        if self.stream is not None and nxt is not None:
-            self.stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(self.stream):
-                swap_in(nxt, self.device)
-                event = torch.cuda.Event()
-                event.record(self.stream)
-            self.prefetched = (nxt, event)
-
-    def after(self, module: torch.nn.Module) -> None:
-        swap_out(module)
-
-    def finish(self) -> None:
-        """Drop a prefetch left over at the end of a forward."""
-        if self.prefetched is not None:
-            swap_out(self.prefetched[0])
-            self.prefetched = None
-
-    def attach(self) -> None:
-        for module in self.order:
-            self.handles.append(module.register_forward_pre_hook(lambda m, args: self.before(m)))
-            self.handles.append(module.register_forward_hook(lambda m, args, out: self.after(m)))
-
-    def detach(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-        self.finish()
+    return sum(t.nbytes for t in groups.own_tensors(model))
 
 
 class Placement:
     """Decides where each model lives and moves it for the stage that needs it.
 
     `host_copies` (default: every mode but `none`) keeps the weights' home in host RAM: releasing then only
-    drops device copies. `managed` (ComfyUI): an outside memory manager decides residency, so every mode
-    keeps host copies and nothing goes to the device before its first stage. `before_use(models)`, when set
-    (by the ComfyUI nodes), runs before every stage.
+    drops device copies. `before_use(models, memory_required)`, when set (by the ComfyUI nodes), runs before
+    every stage; with `managed` it is all that happens.
     """
 
     def __init__(self, device: torch.device, mode: str = "none", host_copies: bool | None = None,
@@ -176,120 +50,159 @@ class Placement:
         self.device = torch.device(device)
         self.mode = mode
         self.managed = managed
-        self.host_copies = managed or (mode != "none" if host_copies is None else bool(host_copies))
-        self.before_use: Callable[[tuple[torch.nn.Module, ...]], None] | None = None
-        self._streamers: dict[int, _LayerStreamer] = {}
-        self._prepared: weakref.WeakSet = weakref.WeakSet()
+        self.host_copies = mode != "none" if host_copies is None else bool(host_copies)
+        self.before_use: Callable[[tuple[torch.nn.Module, ...], int], None] | None = None
+        self.pins = HostPins()
+        self._streams = groups.stream_capable(self.device) and not managed
+        self._stream = None
+        self._unpinned: set[int] = set()  # ids of models CUDA refused to pin: moved without a side stream
+        self._streamers: dict[int, groups.LayerStreaming] = {}  # id(model) -> its diffusers layer hooks
+        weakref.finalize(self, self.pins.release)  # pinned ranges go back when the engine is dropped
 
     @property
     def keeps_on_device(self) -> bool:
         return self.mode == "none"
 
-    def _prepare(self, model: torch.nn.Module) -> None:
-        if model in self._prepared:
-            return
-        if self.host_copies and self.device.type != "cpu":
-            pin_host_copies(model)
-        self._prepared.add(model)
+    # ---- preparing ------------------------------------------------------------------------------------
+    def _streamed(self, model: torch.nn.Module) -> bool:
+        """Pin the model's host weights in place (once); True when its copies may use a side stream."""
+        if not self._streams or id(model) in self._unpinned:
+            return False
+        host = [t for t in groups.own_tensors(model) if not _on(t, self.device)]
+        if not self.pins.pin(host):
+            self._unpinned.add(id(model))
+            self.pins.unpin(host)  # not half pinned, and not retried with every other model's pinning
+            return False
+        return True
+
+    def _whole(self, model: torch.nn.Module):
+        streamed = self._streamed(model)
+        if streamed and self._stream is None:
+            self._stream = groups.new_stream(self.device)
+        return groups.whole_group(model, self.device, self._stream if streamed else None)
 
     def install(self, *models: torch.nn.Module) -> None:
         """Put models where this mode keeps them between stages (also after a release)."""
+        if self.managed:
+            return
         for model in models:
-            self._prepare(model)
-            if self.keeps_on_device and not self.managed:
+            if self.keeps_on_device:
                 self.load(model)
             elif self.mode == "sequential_offload":
-                streamer = self._streamers.get(id(model))
-                if streamer is not None and streamer.order != _with_own_tensors(model):
-                    streamer.detach()  # modules were added or replaced since (e.g. LoRA layers): hook them too
-                    streamer = None
-                if streamer is None:
-                    streamer = _LayerStreamer(self.device, model)
-                    streamer.attach()
-                    self._streamers[id(model)] = streamer
+                state = self._streamers.get(id(model))
+                if state is not None and not state.current(model):  # layers added or replaced (e.g. LoRA)
+                    groups.unstream_layers(model)
+                    kept = {id(t) for t in groups.own_tensors(model)}
+                    self.pins.unpin(t for m in state.modules for t in (*m.parameters(recurse=False),
+                                                                       *m.buffers(recurse=False)) if id(t) not in kept)
+                    state = None
+                if state is None:
+                    streamed = self._streamed(model)
+                    self._streamers[id(model)] = groups.stream_layers(model, self.device, streamed)
+            else:
+                self._streamed(model)
 
+    # ---- moving ---------------------------------------------------------------------------------------
     def load(self, model: torch.nn.Module) -> int:
-        """Bring a whole model onto the device (keeping host copies if this placement has them); bytes copied."""
-        self._prepare(model)
-        if not self.host_copies:
-            moved = self.device_bytes(model, on_host=True)
-            if moved:
-                model.to(self.device)
-            return moved
-        return sum(swap_in(module, self.device) for module in model.modules())
+        """Bring a whole model onto the device; bytes now there that were not. Sequential offload: 0 (layers
+        come in when they run); managed: 0 (ComfyUI moves it)."""
+        if self.managed or self.mode == "sequential_offload":
+            return 0
+        before = self.device_bytes(model)
+        if not self.device_bytes(model, on_host=True):
+            return 0
+        if self.host_copies:
+            groups.onload(self._whole(model))
+        else:
+            model.to(self.device)
+        return self.device_bytes(model) - before
 
     def unload(self, model: torch.nn.Module) -> int:
         """Drop the device copies of a model (host copies stay, nothing is copied back); bytes freed."""
-        streamer = self._streamers.get(id(model))
-        if streamer is not None:
-            streamer.finish()
-        if not self.host_copies:  # mode none without host copies: the one case that must copy back
-            freed = 0 if self.device.type == "cpu" else self.device_bytes(model)
-            if freed:
-                model.to("cpu")
-            return freed
-        return sum(swap_out(module) for module in model.modules())
+        if self.managed:
+            return 0
+        before = self.device_bytes(model)
+        if id(model) in self._streamers:
+            groups.offload_layers(model)
+        if self.host_copies:
+            for module in model.modules():
+                whole = module.__dict__.get(groups._WHOLE)
+                if whole is not None:
+                    groups.offload(whole[1])
+        elif before:  # mode none without host copies: the one case that must copy back
+            model.to("cpu")
+        return before - self.device_bytes(model)
 
     def device_bytes(self, model: torch.nn.Module, on_host: bool = False) -> int:
         """Bytes of the model's tensors currently on the device (or, with on_host, not on it)."""
-        return sum(t.nbytes for m in model.modules() for _, t, _ in _own_tensors(m) if _on(t, self.device) != on_host)
+        return sum(t.nbytes for t in groups.own_tensors(model) if _on(t, self.device) != on_host)
+
+    # ---- stages ---------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def use(self, *models: torch.nn.Module, memory_required: int = 0) -> Iterator[None]:
+        """Within the block the models compute on the device; in the offload modes they leave it after."""
+        if self.before_use is not None:
+            self.before_use(models, memory_required)
+        with self._stage(models, models):
+            yield
 
     @contextlib.contextmanager
-    def use(self, *models: torch.nn.Module) -> Iterator[None]:
-        """Within the block the models compute on the device; in model_offload they leave it after."""
+    def use_part(self, model: torch.nn.Module, part: torch.nn.Module, memory_required: int = 0) -> Iterator[None]:
+        """Like `use(model)`, but model_offload moves only `part` (e.g. the face extractor, not the whole DiT)."""
         if self.before_use is not None:
-            self.before_use(models)
+            self.before_use((part,), memory_required)
+        with self._stage((model,), (part,) if self.mode == "model_offload" else (model,)):
+            yield
+
+    @contextlib.contextmanager
+    def _stage(self, models: tuple, moved: tuple) -> Iterator[None]:
+        if self.managed:
+            yield
+            return
         self.install(*models)
-        if self.managed and self.keeps_on_device:  # (the manager normally loaded them in before_use)
-            for model in models:
-                self.load(model)
         moving = self.mode == "model_offload"
         try:
             if moving:
-                for model in models:
+                for model in moved:
                     self.load(model)
             yield
+            for model in models:  # a stage that ran to the end: its layer order counts
+                state = self._streamers.get(id(model))
+                if state is not None:
+                    groups.finish_trace(model, state)
         finally:
-            if moving or self.mode == "sequential_offload":  # (sequential: also after a failed layer)
-                for model in models:
+            if moving or self.mode == "sequential_offload":  # (also after a failed stage)
+                for model in moved:
                     self.unload(model)
-            if moving:
                 _empty_cache(self.device)
 
-    @contextlib.contextmanager
-    def use_part(self, model: torch.nn.Module, part: torch.nn.Module) -> Iterator[None]:
-        """Like `use(model)`, but model_offload moves only `part` (e.g. the face extractor, not the whole DiT)."""
-        if self.mode != "model_offload":
-            with self.use(model):
-                yield
-            return
-        if self.before_use is not None:
-            self.before_use((part,))
-        try:
-            self.load(part)
-            yield
-        finally:
-            self.unload(part)
-            _empty_cache(self.device)
-
     def release(self, *models: torch.nn.Module) -> None:
-        """Take models off the device (e.g. when ComfyUI asks for memory); they come back on next use."""
+        """Take models off the device and unpin their host weights (e.g. the engine is released)."""
+        if self.managed:
+            return
         for model in models:
-            streamer = self._streamers.pop(id(model), None)
-            if streamer is not None:
-                streamer.detach()
             self.unload(model)
+            if self._streamers.pop(id(model), None) is not None:
+                groups.unstream_layers(model)
+            for module in model.modules():
+                groups.forget_whole_group(module)
+            self.pins.unpin(groups.own_tensors(model))
+            self._unpinned.discard(id(model))
         _empty_cache(self.device)
+
+    def pinned(self) -> PinStats:
+        """Pinned host bytes against the bytes they hold (see pinning.PinStats)."""
+        return self.pins.stats()
 
 
 def host_tensors(models: Iterable[torch.nn.Module]) -> dict[str, int]:
-    """name -> data_ptr of every host-resident weight (tests: host copies must keep their storage)."""
+    """name -> data_ptr of every weight's host copy (tests: host copies must keep their storage)."""
+    models = list(models)
+    copies = groups.host_copies(models)
     out = {}
     for i, model in enumerate(models):
-        for mname, module in model.named_modules():
-            host = module.__dict__.get(_HOST) or {}
-            for name, tensor, _ in _own_tensors(module):
-                value = host.get(name, tensor)
-                if value.device.type == "cpu":
-                    out[f"{i}.{mname}.{name}"] = value.data_ptr()
+        for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+            host = copies.get(id(tensor), tensor)  # the group's host copy, else the tensor where it lives
+            if host.device.type == "cpu":
+                out[f"{i}.{name}"] = host.data_ptr()
     return out

@@ -36,7 +36,7 @@ class FaceModels:
     dtype: torch.dtype
     files: FaceWeightFiles | None = None
     onnx_providers: list[str] = field(default_factory=list)
-    placement: Placement | None = None  # host copies of the torch networks when they run on an accelerator
+    placement: Placement | None = None  # host copies of the torch networks (diffusers ModuleGroups, pinned in place)
 
     def networks(self) -> list[torch.nn.Module]:
         """The torch networks (RetinaFace, BiSeNet, EVA-CLIP) that live on `device`."""
@@ -44,8 +44,8 @@ class FaceModels:
         return [n for n in nets if isinstance(n, torch.nn.Module)]
 
     def offload(self) -> None:
-        """Free the accelerator before sampling: drop the networks' device copies (host copies stay) and the
-        onnxruntime sessions that hold a CUDA arena (rebuilt on next use). Nothing is copied back."""
+        """Free the accelerator before sampling: drop the networks' device copies (host copies stay, unpinned) and
+        the onnxruntime sessions that hold a CUDA arena (rebuilt on next use). Nothing is copied back."""
         if self.placement is not None:
             self.placement.release(*self.networks())
         for onnx in (self.detector, self.recognizer):

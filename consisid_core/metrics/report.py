@@ -21,10 +21,15 @@ def _cell(value) -> str:
     return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
-def write_csv(path: str | os.PathLike, scores: FolderScores) -> Path:
-    """One row per video, then an `Average` row (and `SetFID` for the fixed protocol)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_csv(path: str | os.PathLike, scores: FolderScores, overwrite: bool = True) -> Path:
+    """One row per video, then an `Average` row (and `SetFID` for the fixed protocol); written to a partial file
+    and renamed, so a failure leaves no half table (an existing file is replaced only with `overwrite`)."""
+    from ..cli.output_paths import write_through_partial
+
+    return write_through_partial(path, lambda partial: _write_rows(partial, scores), overwrite=overwrite)
+
+
+def _write_rows(path: Path, scores: FolderScores) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
@@ -39,7 +44,6 @@ def write_csv(path: str | os.PathLike, scores: FolderScores) -> Path:
                                              scores.protocol)])
         if scores.protocol == "fixed":
             writer.writerow([_cell(v) for v in ("SetFID", "", "", "", "", scores.set_fid, "", "", "", "", "fixed")])
-    return path
 
 
 def summary_table(scores: FolderScores) -> str:

@@ -1,7 +1,9 @@
 """Which weight files of the pack are present, missing or truncated, and where each one must go.
 
 A reporter over consisid_core.model_folder (where things are): file_checks (one file against the catalog),
-folders (whole model folders), locations (which folders to check), text (the report as a table).
+folders (whole model folders), locations (which folders to check), text (the report as a table),
+file_formats (is a file whole by its own format) and deep_check (generate's pre-load check of every file it
+will read, LoRAs included).
 Used by `python -m consisid_core check-models`, `install.py` and the ComfyUI route `GET /consisid/models`.
 Only the standard library: it must run before anything else is installed.
 """
@@ -41,3 +43,7 @@ __all__ = [
     "locate_models_dir", "logical_path", "read_extra_model_paths", "report_for_path", "scan_models_root",
     "format_folder", "format_report",
 ]
+
+from .deep_check import deep_check  # noqa: E402 - after the reporters it builds on
+
+__all__ += ["deep_check"]

@@ -117,8 +117,13 @@ def _model_entries(folder: str) -> list[CatalogFile]:
 
 
 def _antelopev2_statuses(folder: str, insightface_dirs: Sequence[str]) -> tuple[list[FileStatus], str | None]:
-    """The five antelopev2 files where the face loader looks (model folder, then ComfyUI's insightface folders)."""
-    found = model_folder.locate_antelopev2(model_folder.face_encoder_dir(folder), insightface_dirs)
+    """The five antelopev2 files where the face loader looks (model folder, then ComfyUI's insightface folders).
+
+    Always under <model>/face_encoder/, present or not: face_encoder_dir() falls back to the model folder itself
+    when face_encoder/ is absent, which would point a fresh install at <model>/models/antelopev2/, a folder the
+    loader stops reading as soon as face_encoder/ exists.
+    """
+    found = model_folder.locate_antelopev2(Path(folder) / catalog.FACE_ENCODER_DIR, insightface_dirs)
     chosen = found.target
     others = " or ".join(str(c) for c in found.candidates if c != chosen)
     statuses = []

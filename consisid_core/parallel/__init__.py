@@ -4,6 +4,8 @@
 `ParallelPlan` is handed to the engine and used by the one block loop (`transformer_forward`) to shard
 tokens before the blocks and gather them after. Sequence-parallel attention is yunchang's USP
 (the attention layer xfuser itself runs); the CFG split needs only torch.distributed.
+For the canvas, `pool.ParallelPool` keeps such ranks alive as worker processes (`worker_launch` starts them as
+fresh interpreters running `worker_main`, which loads only the transformer: `worker_engine`).
 """
 
 from .config import ParallelConfig, ParallelSetupError

@@ -12,6 +12,15 @@ class ParallelSetupError(ConsisIDError):
     """A parallel layout that cannot run here (degrees, world size, missing package, token counts)."""
 
 
+def _cuda_device(device: str | None) -> bool:
+    """Whether `device` is a CUDA device (None: whether this machine has a usable CUDA GPU)."""
+    if device is not None:
+        return str(device).startswith("cuda")
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @dataclass(frozen=True)
 class ParallelConfig:
     """cfg_parallel puts the two CFG branches on two ranks; ulysses x ring ranks share the video tokens."""
@@ -39,8 +48,9 @@ class ParallelConfig:
     def describe(self) -> str:
         return f"cfg{self.cfg_degree} x ulysses{self.ulysses_degree} x ring{self.ring_degree}"
 
-    def validate(self, world_size: int) -> None:
-        """Refuse degrees that do not multiply to the number of launched processes, or need a missing package."""
+    def validate(self, world_size: int, device: str | None = None) -> None:
+        """Refuse degrees that do not multiply to the number of launched processes, need a missing package, or
+        ring attention where there is no CUDA (`device`, or this machine when None)."""
         for name, value in (("--ulysses", self.ulysses_degree), ("--ring", self.ring_degree)):
             if int(value) < 1:
                 raise ParallelSetupError(f"{name} must be 1 or more; got {value}")
@@ -49,6 +59,12 @@ class ParallelConfig:
                 f"the parallel layout {self.describe()} needs {self.world_size} processes but {world_size} were "
                 f"launched: start it with `torchrun --nproc_per_node {self.world_size} -m consisid_core generate ...` "
                 "or change --cfg-parallel/--ulysses/--ring"
+            )
+        if self.ring_degree > 1 and not _cuda_device(device):
+            raise ParallelSetupError(
+                "ring attention (--ring > 1) runs only on CUDA"
+                + (f" but the device is '{device}'" if device else " and this machine has no usable CUDA GPU")
+                + ": use --ulysses (and --cfg-parallel) instead"
             )
         if self.sp_degree > 1 and importlib.util.find_spec("yunchang") is None:
             raise ParallelSetupError(

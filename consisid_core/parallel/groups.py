@@ -24,7 +24,7 @@ def init_groups(config: ParallelConfig, device: str = "cuda") -> ParallelPlan:
             f"`torchrun --nproc_per_node {config.world_size} -m consisid_core generate ... "
             f"{'--cfg-parallel ' if config.cfg_parallel else ''}--ulysses {config.ulysses_degree} --ring {config.ring_degree}`"
         )
-    config.validate(int(os.environ["WORLD_SIZE"]))
+    config.validate(int(os.environ["WORLD_SIZE"]), str(device))
     on_cuda = str(device).startswith("cuda")
     if on_cuda and not torch.cuda.is_available():
         raise ParallelSetupError("--device cuda was asked for a parallel run, but this torch has no usable CUDA: "
@@ -69,6 +69,10 @@ def _usp_attention(config: ParallelConfig, rank: int, world: int, on_cuda: bool)
     else:
         kind = AttnType.TORCH_EFFICIENT
     layer = LongContextAttention(ring_impl_type="basic", attn_type=kind)
+    if kind is AttnType.TORCH_EFFICIENT and config.ring_degree > 1:
+        from .ring_attention import ring_attention  # yunchang's torch ring merge gets a bf16, padded LSE
+
+        layer.ring_attn_fn = ring_attention
 
     def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         out = layer(q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous(),

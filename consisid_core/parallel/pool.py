@@ -1,26 +1,28 @@
-"""A group of worker processes that keep a parallel engine loaded and denoise on request (for the canvas).
+"""A group of worker processes that keep a parallel denoiser loaded and denoise on request (for the canvas).
 
-Each worker is one rank of a parallel layout with its own copy of the model; the caller sends the
-conditioning (on the CPU) to every rank, rank 0 reports progress and returns the latents. Cancel is
-agreed by all ranks at the next step, so the workers stay in step and usable. Nothing here imports ComfyUI.
+Each worker is one rank of a parallel layout with its own copy of the transformer (no T5, no VAE: the caller
+encodes and decodes); the caller sends the conditioning (on the CPU) and the LoRA stack with every job, rank 0
+reports progress and returns the latents. Cancel reaches every rank at once and is agreed at the next step,
+so the workers stay in step and usable. Workers end with this process however it ends (see worker_launch).
+Nothing here imports ComfyUI.
 """
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import dataclasses
-import os
-import queue
-import socket
-import sys
-import time
-from pathlib import Path
+import itertools
+import threading
+import weakref
+from multiprocessing.connection import wait
 from typing import Any, Callable
 
 import torch
 
 from ..cancel import Cancelled
 from ..errors import ConsisIDError
+from . import worker_launch
+from .worker_main import receive, send
 from .config import ParallelConfig, ParallelSetupError
 
 ProgressHook = Callable[[int, int], None]
@@ -38,193 +40,174 @@ def _on_cpu(value: Any) -> Any:
     return value
 
 
-@contextlib.contextmanager
-def _core_importable():
-    """While workers start: `consisid_core` importable by name in them. Inside ComfyUI the pack loads it from its
-    folder without a sys.path entry; spawned children copy the parent's sys.path, so append the folder above it
-    (at the end, so ComfyUI's own `nodes` module still wins)."""
-    folder = str(Path(__file__).resolve().parents[2])
-    added = folder not in sys.path
-    if added:
-        sys.path.append(folder)
-    try:
-        yield
-    finally:
-        if added and folder in sys.path:
-            sys.path.remove(folder)
+_LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit (Ctrl-C, sys.exit): stop every live pool (signals and kills are the workers' own watch)."""
+    for pool in list(_LIVE):
+        pool.close(grace=2.0)
 
 
 class ParallelPool:
-    """`world_size` ranks of `config`, each with the model at `model_path` loaded with `runtime` settings."""
+    """`world_size` ranks of `config`, each with the transformer at `model_path` on `runtime`'s settings.
+
+    `runtime`: keyword arguments of `resolve_runtime` (dtype, attention, memory_mode, weight_dtype, compile);
+    `first_device`: the GPU of rank 0 (the server's device), the others follow it."""
 
     def __init__(self, model_path: str, config: ParallelConfig, device: str = "cuda", runtime: dict | None = None,
-                 start_timeout: float = 900.0) -> None:
-        import torch.multiprocessing as mp
-
+                 start_timeout: float = 900.0, first_device: int = 0) -> None:
         config.validate(config.world_size)
-        if device.startswith("cuda") and torch.cuda.device_count() < config.world_size:
+        gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+        if device.startswith("cuda") and gpus < config.world_size:
             raise ParallelSetupError(
                 f"the parallel layout {config.describe()} needs {config.world_size} GPUs but "
-                f"{torch.cuda.device_count()} are visible: lower the degrees or make more GPUs visible"
+                f"{gpus} are visible: lower the degrees or make more GPUs visible"
             )
         self.config, self.model_path, self.device = config, str(model_path), device
-        ctx = mp.get_context("spawn")
-        self._jobs = [ctx.Queue() for _ in range(config.world_size)]
-        self._results, self._progress, self._cancel = ctx.Queue(), ctx.Queue(), ctx.Event()
+        self.runtime = dict(runtime if runtime is not None else {"dtype": "fp32"} if device == "cpu" else {})
+        self.loras: tuple = ()  # the LoRA stack ((file, strength), ...) of jobs that name none
+        self.last_run: dict[int, tuple[str, int]] = {}  # rank -> (how the last job ended, steps it ran)
+        self._jobs = itertools.count(1)
+        self._lock = threading.Lock()
+        try:
+            self._workers = worker_launch.start(config.world_size, start_timeout)
+        except RuntimeError as exc:
+            raise WorkerError(f"a parallel worker could not start: {exc}") from None
         port = _free_port()
-        self._procs = [
-            ctx.Process(target=_worker_main, daemon=True, args=(
-                rank, config, port, self.model_path, device, runtime or {}, self._jobs[rank], self._results,
-                self._progress, self._cancel))
-            for rank in range(config.world_size)
-        ]
-        with _core_importable():
-            for proc in self._procs:
-                proc.start()
-        ready = 0
-        while ready < config.world_size:
-            kind, *payload = self._next_result(start_timeout)
-            if kind != "ready":
-                self.close()
-                raise WorkerError(f"a parallel worker could not start: {payload[-1]}")
-            ready += 1
+        for worker in self._workers:
+            index = (first_device + worker.rank) % gpus if gpus else 0
+            self._send(worker, ("setup", {"config": config, "port": port, "model_path": self.model_path,
+                                          "device": device, "device_index": index, "runtime": self.runtime}))
+        ready = set()
+        while len(ready) < config.world_size:
+            worker, message = self._receive(start_timeout, "load the model")
+            if message[0] != "ready":
+                self.close(grace=0)
+                raise WorkerError(f"parallel worker {worker.rank} could not start: {message[-1]}")
+            ready.add(worker.rank)
+        _LIVE.add(self)
 
     @property
     def alive(self) -> bool:
-        return bool(self._procs) and all(p.is_alive() for p in self._procs)
+        return bool(self._workers) and all(w.alive for w in self._workers)
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.pid for w in self._workers]
+
+    def describe(self) -> list[dict]:
+        """Every rank's own report of what it holds (dtype, fp8 layers, compiled blocks, LoRAs, T5/VAE count)."""
+        with self._lock:
+            self._check_alive()
+            for worker in self._workers:
+                self._send(worker, ("info",))
+            infos: dict[int, dict] = {}
+            while len(infos) < len(self._workers):
+                worker, message = self._receive(120.0, "answer")
+                if message[0] == "info":
+                    infos[message[1]] = message[2]
+            return [infos[rank] for rank in sorted(infos)]
 
     def denoise(self, text, global_cond, local, progress: ProgressHook | None = None,
-                should_cancel: Callable[[], object] | None = None, **settings: Any):
-        """`engine.denoise(text, global_cond, local, **settings)` on every rank; rank 0's LatentVideo comes back.
+                should_cancel: Callable[[], object] | None = None, loras: tuple | None = None, **settings: Any):
+        """`engine.denoise(text, global_cond, local, **settings)` on every rank with the LoRA stack `loras`
+        ((file, strength) pairs; None: `self.loras`); rank 0's LatentVideo comes back.
 
         `should_cancel` is polled while waiting; a True (or its own exception) stops every rank at its next step."""
-        if not self.alive:
-            raise WorkerError("the parallel workers are gone (a crash or /free): load them again")
-        cache = settings.get("cache")
-        self._cancel.clear()
-        job = (_on_cpu(text), _on_cpu(global_cond), _on_cpu(local), settings)
-        for q in self._jobs:
-            q.put(job)
+        with self._lock:
+            self._check_alive()
+            job_id = next(self._jobs)
+            cache = settings.get("cache")
+            job = ("job", job_id, _on_cpu(text), _on_cpu(global_cond), _on_cpu(local), settings,
+                   tuple(self.loras if loras is None else loras))
+            for worker in self._workers:
+                self._send(worker, job)
+            return self._follow(job_id, cache, progress, should_cancel)
+
+    def _follow(self, job_id: int, cache, progress: ProgressHook | None, should_cancel) -> Any:
+        """Forward progress and Cancel until every rank has ended the job."""
         stop: BaseException | None = None
-        while True:
-            stop = stop or self._drain_progress(progress)
+        sent_cancel = False
+        ended: dict[int, tuple] = {}
+        while len(ended) < len(self._workers):
             try:
                 if stop is None and should_cancel is not None and should_cancel():
                     stop = Cancelled("cancelled")
             except BaseException as exc:  # ComfyUI's interrupt raises from the hook itself
                 stop = exc
-            if stop is not None:
-                self._cancel.set()
-            try:
-                kind, *payload = self._results.get(timeout=0.02)
-            except queue.Empty:
-                if not self.alive:
-                    self.close()
-                    raise WorkerError("a parallel worker died while sampling; the workers were shut down") from None
-                continue
-            stop = stop or self._drain_progress(progress)
-            if kind == "done" and stop is not None:
-                raise stop  # the run ended before the cancel reached the workers; the caller still asked to stop
-            if kind == "done":
-                video, stats = payload
-                if cache is not None and stats is not None:
-                    cache.__dict__.update(stats.__dict__)  # the run's computed/skipped counts
-                return video
-            if kind == "cancelled":
-                raise stop if stop is not None else Cancelled("cancelled")
-            self.close()
-            raise WorkerError(f"parallel worker {payload[0]} failed: {payload[1]}")
-
-    def _drain_progress(self, progress: ProgressHook | None) -> BaseException | None:
-        """Report queued steps; a hook that raises (ComfyUI's progress bar on Cancel) becomes the stop reason."""
-        while True:
-            try:
-                step, total = self._progress.get_nowait()
-            except queue.Empty:
-                return None
-            if progress is not None:
+            if stop is not None and not sent_cancel:
+                sent_cancel = True
+                for worker in self._workers:
+                    self._send(worker, ("cancel", job_id))
+            worker, message = self._receive(0.05, None)
+            if message is not None and message[0] == "end" and message[3] == "failed":
+                self.close(grace=0)
+                raise WorkerError(f"parallel worker {message[2]} failed: {message[5]}")
+            if message is None or message[1] != job_id:
+                continue  # nothing yet, or a message of an earlier, abandoned job
+            if message[0] == "progress" and progress is not None and stop is None:
                 try:
-                    progress(step, total)
-                except BaseException as exc:
-                    self._cancel.set()
-                    return exc
-
-    def _next_result(self, timeout: float):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                return self._results.get(timeout=0.5)
-            except queue.Empty:
-                if not self.alive:
-                    return ("error", -1, "a worker process exited during start-up (see its log above)")
-        return ("error", -1, f"the workers did not load the model within {timeout:.0f}s")
-
-    def close(self) -> None:
-        """Stop the workers and free their memory (ComfyUI's /free and Unload call this)."""
-        for q in self._jobs:
-            try:
-                q.put(None)
-            except (OSError, ValueError):
-                pass
-        for proc in self._procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=5)
-        self._procs = []
-
-
-def _worker_main(rank, config, port, model_path, device, runtime, jobs, results, progress, cancel) -> None:
-    """One rank: join the group, load the engine, then serve jobs until None arrives."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(config.world_size))
-    try:
-        from .. import load_engine
-        from . import init_parallel
-
-        plan = init_parallel(config, device)
-        engine = load_engine(model_path, **({"runtime": _runtime(runtime, device)} if runtime else
-                                            {"device": device, "dtype": torch.float32 if device == "cpu" else None}))
-        engine.parallel = plan
-    except BaseException as exc:  # start-up failures travel back as one line
-        results.put(("error", rank, f"{type(exc).__name__}: {exc}"))
-        return
-    results.put(("ready", rank))
-
-    def step_done(step: int, total: int, latents) -> None:
-        if plan.agree(cancel.is_set()):
+                    progress(message[2], message[3])
+                except BaseException as exc:  # ComfyUI's progress bar raises on Cancel
+                    stop = exc
+            elif message[0] == "end":
+                _, _, rank, status, steps, payload, stats = message
+                ended[rank] = (status, steps, payload, stats)
+        self.last_run = {rank: (status, steps) for rank, (status, steps, _, _) in ended.items()}
+        status, _, video, stats = ended[0]
+        if stop is not None:
+            raise stop  # also when the run ended before the cancel reached the workers: the caller asked to stop
+        if status == "cancelled":
             raise Cancelled("cancelled")
-        if plan.is_writer:
-            progress.put((step, total))
+        if cache is not None and stats is not None:
+            cache.__dict__.update(stats.__dict__)  # the run's computed/skipped counts
+        return video
 
-    while True:
-        job = jobs.get()
-        if job is None:
-            break
-        text, global_cond, local, settings = job
+    def _check_alive(self) -> None:
+        if not self.alive:
+            self.close(grace=0)
+            raise WorkerError("the parallel workers are gone (a crash or /free): load them again")
+
+    def _send(self, worker, message: tuple) -> None:
         try:
-            video = engine.denoise(text, global_cond, local, callback=step_done, **settings)
-            if plan.is_writer:
-                cache = settings.get("cache")
-                results.put(("done", _on_cpu(video), cache))
-        except Cancelled:
-            if plan.is_writer:
-                results.put(("cancelled",))
-        except BaseException as exc:
-            results.put(("error", rank, f"{type(exc).__name__}: {exc}"))
-    import torch.distributed as dist
+            send(worker.conn, message)
+        except (OSError, ValueError, AttributeError):
+            self._died(worker, "while being sent a job")
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    def _receive(self, timeout: float, waiting_for: str | None):
+        """(worker, message) from any rank within `timeout` s, or (None, None) when `waiting_for` is None."""
+        conns = {w.conn: w for w in self._workers if w.conn is not None}
+        for conn in wait(list(conns), timeout):
+            worker = conns[conn]
+            try:
+                return worker, receive(conn)
+            except (EOFError, OSError):
+                self._died(worker, "")
+        for worker in self._workers:
+            if not worker.alive:
+                self._died(worker, "")
+        if waiting_for is None:
+            return None, None
+        self.close(grace=0)
+        raise WorkerError(f"the parallel workers did not {waiting_for} within {timeout:.0f}s")
+
+    def _died(self, worker, when: str) -> None:
+        line = worker.last_line()
+        self.close(grace=0)
+        raise WorkerError(f"parallel worker {worker.rank} exited{' ' + when if when else ''}: {line}")
+
+    def close(self, grace: float = 10.0) -> None:
+        """Stop the workers and free their memory (ComfyUI's /free and Unload call this)."""
+        workers, self._workers = self._workers, []
+        worker_launch.stop(workers, grace)
+        _LIVE.discard(self)
 
 
-def _runtime(settings: dict, device: str):
-    from ..runtime import resolve_runtime
+def _free_port() -> int:
+    import socket
 
-    return resolve_runtime(**{"device": device, **settings})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

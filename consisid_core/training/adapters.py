@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..cli.output_paths import replace_folder_through_partial, write_through_partial
 from .recipe import LORA_TARGETS, TrainConfig
 
 FACE_MODULES = ("local_facial_extractor", "perceiver_cross_attention")
@@ -62,19 +63,21 @@ def save_lora(transformer, folder: Path) -> Path:
 
     state = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(transformer).items()}
     config = transformer.peft_config["default"]
-    try:
-        ConsisIDPipeline.save_lora_weights(str(folder), transformer_lora_layers=state, weight_name=LORA_FILE,
-                                           transformer_lora_adapter_metadata=config.to_dict(), safe_serialization=True)
-    except TypeError:  # diffusers < 0.35 stores no alpha: fold alpha / rank into B so loaders get the same update
-        scale = config.lora_alpha / config.r
-        state = {k: (v * scale if ".lora_B." in k else v) for k, v in state.items()}
-        ConsisIDPipeline.save_lora_weights(str(folder), transformer_lora_layers=state, weight_name=LORA_FILE,
-                                           safe_serialization=True)
-    return Path(folder) / LORA_FILE
+
+    def _write(partial: Path) -> None:  # written under a partial name, then renamed (never half a file)
+        try:
+            ConsisIDPipeline.save_lora_weights(str(folder), transformer_lora_layers=state, weight_name=partial.name,
+                                               transformer_lora_adapter_metadata=config.to_dict(), safe_serialization=True)
+        except TypeError:  # diffusers < 0.35 stores no alpha: fold alpha / rank into B so loaders get the same update
+            scale = config.lora_alpha / config.r
+            folded = {k: (v * scale if ".lora_B." in k else v) for k, v in state.items()}
+            ConsisIDPipeline.save_lora_weights(str(folder), transformer_lora_layers=folded, weight_name=partial.name,
+                                               safe_serialization=True)
+
+    return write_through_partial(Path(folder) / LORA_FILE, _write, overwrite=True)
 
 
 def save_full(transformer, folder: Path) -> Path:
     """A `transformer/` folder in the official layout (config.json + safetensors shards + index)."""
-    out = Path(folder) / "transformer"
-    transformer.save_pretrained(str(out), safe_serialization=True, max_shard_size="5GB")
-    return out
+    return replace_folder_through_partial(Path(folder) / "transformer", lambda partial: transformer.save_pretrained(
+        str(partial), safe_serialization=True, max_shard_size="5GB"))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from ..errors import ConsisIDError
-from .clips import ClipSource
+from ..text_input import TextInputError, read_text_file
+from .clips import ClipError, ClipSource
 
 
 def read_caption_table(path: Path | None) -> dict[str, str]:
@@ -16,8 +18,11 @@ def read_caption_table(path: Path | None) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise ConsisIDError(f"--captions {path} does not exist (give a CSV file, or a folder of NAME.txt files)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    text = read_text_file(path, "--captions")  # UTF-8 (BOM or not), else one line naming the line and byte
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise ConsisIDError(f"--captions {path} is not a readable CSV ({exc})") from None
     if not rows:
         return {}
     columns = {c.lower().strip(): c for c in rows[0]}
@@ -34,7 +39,8 @@ def read_caption_table(path: Path | None) -> dict[str, str]:
 
 
 def caption_for(source: ClipSource, table: dict[str, str], sidecar_dir: Path | None) -> str | None:
-    """The clip's caption: CSV row, else NAME.txt in --captions (a folder) or beside the clip, or caption.txt in a frames folder."""
+    """The clip's caption: CSV row, else NAME.txt in --captions (a folder) or beside the clip, or caption.txt in a
+    frames folder; a caption file that is not UTF-8 raises ClipError (the clip is skipped with that reason)."""
     for key in (source.path.name, source.clip_id):
         if key in table and table[key]:
             return table[key]
@@ -47,7 +53,10 @@ def caption_for(source: ClipSource, table: dict[str, str], sidecar_dir: Path | N
         candidates.append(source.path / "caption.txt")
     for path in candidates:
         if path.is_file():
-            text = path.read_text(encoding="utf-8").strip()
+            try:
+                text = read_text_file(path, "caption file").strip()
+            except TextInputError as exc:
+                raise ClipError(str(exc)) from None
             if text:
                 return text
     return None

@@ -46,11 +46,43 @@ def save(run_dir: Path, step: int, position: int, trainable: dict[str, torch.Ten
     return folder
 
 
-def load(folder: Path, transformer, optimizer, lr_scheduler, config: dict) -> dict:
-    """Restore a checkpoint into the live objects; returns its state.json (step, position, losses)."""
-    from safetensors.torch import load_file
+class CheckpointError(ConsisIDError):
+    """A checkpoint that cannot be resumed from (damaged or cut files)."""
 
-    state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+
+def _damaged(folder: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {folder} is damaged ({why}); delete that folder to resume from the one "
+                           "before it, or pass --no-resume to start over")
+
+
+def read_state(folder: Path) -> dict:
+    """The checkpoint's state.json (step, position, config, losses), or a one-line CheckpointError."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(folder, f"{STATE} cannot be read: {str(exc).splitlines()[0][:120]}") from None
+    ok = isinstance(state, dict) and isinstance(state.get("step"), int) and isinstance(state.get("position"), int) \
+        and isinstance(state.get("config"), dict) and isinstance(state.get("losses"), list)
+    if not ok:
+        raise _damaged(folder, f"{STATE} lacks step, position, config or losses")
+    for name in ("trainable.safetensors", "training_state.pt"):
+        if not (folder / name).is_file():
+            raise _damaged(folder, f"{name} is missing")
+    return state
+
+
+def resumable(run_dir: Path, config: dict) -> Path | None:
+    """The checkpoint a resumed run would start from, checked readable and of the same settings before any model
+    loads; None if there is none."""
+    found = latest(run_dir)
+    if found is not None:
+        check_same_settings(found, read_state(found), config)
+    return found
+
+
+def check_same_settings(folder: Path, state: dict, config: dict) -> None:
+    """A resume continues the same run: only the step count and checkpoint/validation intervals may change."""
     saved = dict(state["config"])
     current = dict(config)
     for key in ("max_steps", "checkpoint_every", "keep_checkpoints", "validate_every"):  # may change on resume
@@ -60,7 +92,19 @@ def load(folder: Path, transformer, optimizer, lr_scheduler, config: dict) -> di
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         raise ConsisIDError(f"{folder} was written by a run with other settings ({', '.join(diff)}); resume with the "
                             "same settings, or start a new --out folder")
-    weights = load_file(str(folder / "trainable.safetensors"))
+
+
+def load(folder: Path, transformer, optimizer, lr_scheduler, config: dict) -> dict:
+    """Restore a checkpoint into the live objects; returns its state.json (step, position, losses)."""
+    from safetensors.torch import load_file
+
+    state = read_state(folder)
+    check_same_settings(folder, state, config)
+    try:
+        weights = load_file(str(folder / "trainable.safetensors"))
+        extra = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - safetensors/pickle raise many kinds for a cut or corrupt file
+        raise _damaged(folder, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}") from None
     params = dict(transformer.named_parameters())
     missing = [k for k in weights if k not in params]
     if missing:
@@ -68,7 +112,6 @@ def load(folder: Path, transformer, optimizer, lr_scheduler, config: dict) -> di
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
-    extra = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(extra["optimizer"])
     lr_scheduler.load_state_dict(extra["lr_scheduler"])
     torch.set_rng_state(extra["torch_rng"])

@@ -10,7 +10,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..cli.output_paths import write_text_through_partial, write_through_partial
 from ..engine.text import encode_prompt
+from ..errors import ConsisIDError
 from . import clips as clip_io
 from .captions import caption_for, read_caption_table
 from .face_track import detect_track, face_masks, reference_identities
@@ -136,12 +138,23 @@ def prepare_clip(components: Components, source: clip_io.ClipSource, caption: st
             "face_frames": int(found), "mask_fallbacks": int(fallbacks)}
 
 
+def clip_sources(clips_dir: Path) -> list[clip_io.ClipSource]:
+    """The clip candidates of `clips_dir`; a folder with none is refused saying what it should hold."""
+    sources = clip_io.list_clips(Path(clips_dir))
+    if not sources:
+        raise ConsisIDError(f"--clips {clips_dir} holds no clips: put mp4/webm/mov files or folders of frames "
+                            "(one person each) in it")
+    return sources
+
+
 def prepare_dataset(components: Components, clips_dir: Path, out_dir: Path, captions: Path | None = None,
                     options: PrepareOptions | None = None, model_id: str = "",
                     log: Callable[[str], None] = print) -> PrepareReport:
     """Prepare every clip of `clips_dir` into `out_dir` (resumable: clips already in the manifest are kept)."""
     options = options or PrepareOptions()
     out_dir = Path(out_dir)
+    table = read_caption_table(captions)  # a bad --captions file stops here, before anything is written
+    sources = clip_sources(Path(clips_dir))
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
     info = components.info
     check_settings(out_dir, {"model": model_id, "height": info.native_height, "width": info.native_width,
@@ -150,21 +163,21 @@ def prepare_dataset(components: Components, clips_dir: Path, out_dir: Path, capt
     if not (out_dir / EMPTY_PROMPT).is_file():
         from safetensors.torch import save_file
 
-        save_file({"prompt_embeds": encode_caption(components, "").contiguous()}, str(out_dir / EMPTY_PROMPT))
+        empty = {"prompt_embeds": encode_caption(components, "").contiguous()}
+        write_through_partial(out_dir / EMPTY_PROMPT, lambda partial: save_file(empty, str(partial)))
     done = {}
     for entry in read_manifest(out_dir):
         done[entry["id"]] = entry
-    table = read_caption_table(captions)
     sidecar_dir = captions if captions is not None and Path(captions).is_dir() else None
     report = PrepareReport()
-    for source in clip_io.list_clips(Path(clips_dir)):
+    for source in sources:
         previous = done.get(source.clip_id)
         if previous is not None and (previous["status"] == "ok" and (out_dir / previous["file"]).is_file()
                                      or previous["status"] == "skipped" and not options.retry_skipped):
             report.already.append(source.clip_id)
             continue
-        caption = caption_for(source, table, sidecar_dir)
         try:
+            caption = caption_for(source, table, sidecar_dir)
             if source.kind == "image":
                 clip_io.read_frames(source)  # raises: a still image is not a clip
             if caption is None:
@@ -183,5 +196,5 @@ def prepare_dataset(components: Components, clips_dir: Path, out_dir: Path, capt
         else:
             report.skipped[source.clip_id] = entry["reason"]
             log(f"skipped  {source.clip_id}: {entry['reason']}")
-    (out_dir / "report.txt").write_text("\n".join(report.lines()) + "\n", encoding="utf-8")
+    write_text_through_partial(out_dir / "report.txt", "\n".join(report.lines()) + "\n", overwrite=True)
     return report

@@ -8,9 +8,18 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .. import validate
 from ..errors import UnsupportedInputError
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # the reference's LoRA targets (in the DiT blocks)
+
+
+# TrainConfig field -> the train command's option (messages name the option a user typed)
+FLAGS = {"learning_rate": "--lr", "validate_every": "--validate", "lr_cycles": "lr_cycles"}
+
+
+def _flag(name: str) -> str:
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 @dataclass
@@ -45,15 +54,29 @@ class TrainConfig:
     validate_every: int = 0
 
     def __post_init__(self) -> None:
+        """Every number finite and in range (the message names the train option and the range)."""
         if self.mode not in ("lora", "full"):
             raise UnsupportedInputError(f"mode must be 'lora' or 'full'; got {self.mode!r}")
         for name in ("mask_prob", "cross_face_prob", "image_dropout", "text_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise UnsupportedInputError(f"{name} must be a probability in [0, 1]; got {value}")
-        if self.max_steps < 1 or self.batch_size < 1 or self.lora_rank < 1:
-            raise UnsupportedInputError("max_steps, batch_size and lora_rank must be at least 1")
+            validate.check_number(getattr(self, name), _flag(name), 0.0, 1.0, hint="a probability")
+        for name in ("max_steps", "batch_size", "lora_rank", "checkpoint_every", "lr_cycles"):
+            validate.check_whole(getattr(self, name), _flag(name), 1)
+        for name in ("warmup_steps", "keep_checkpoints", "validate_every"):
+            validate.check_whole(getattr(self, name), _flag(name), 0)
+        validate.check_number(self.lora_alpha, _flag("lora_alpha"), 0.0, low_open=True,
+                              hint="the LoRA update is scaled by alpha / rank; default: the rank")
+        if self.coarse_steps is not None:
+            validate.check_whole(self.coarse_steps, _flag("coarse_steps"), 0)
+        if self.learning_rate is not None:
+            validate.check_number(self.learning_rate, _flag("learning_rate"), 0.0, 1.0, low_open=True,
+                                  hint="1e-4 for LoRA, 3e-6 full")
+        validate.check_number(self.face_lr_mult, _flag("face_lr_mult"), 0.0, 1000.0, low_open=True)
+        for name in ("weight_decay", "max_grad_norm", "image_noise_std"):
+            validate.check_number(getattr(self, name), name, 0.0)
+        validate.check_number(self.image_noise_mean, "image_noise_mean")
         self.adam_betas = tuple(self.adam_betas)
+        for beta in self.adam_betas:
+            validate.check_number(beta, "adam_betas", 0.0, 1.0)
 
     @property
     def lr(self) -> float:

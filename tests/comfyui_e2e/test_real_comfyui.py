@@ -169,6 +169,60 @@ def test_parallel_workers_run_inside_comfyui_and_free_stops_them(server):
     assert "stopped the parallel workers" in server.log()
 
 
+SHADOW_NODE = """
+import os, sys
+import comfy
+sys.path.insert(0, os.path.dirname(comfy.__file__))  # ComfyUI/comfy first: `utils` now means comfy/utils.py
+NODE_CLASS_MAPPINGS = {}
+"""
+
+
+def _worker_pids(server_pid: int) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process(server_pid).children(recursive=True)
+            if "consisid_core.parallel.worker_main" in " ".join(p.cmdline())]
+
+
+def _ended(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"], ids=["SIGTERM", "SIGKILL"])
+def test_parallel_workers_start_when_comfyui_runs_from_another_folder_and_end_with_it(tmp_path, how):
+    """`python /abs/ComfyUI/main.py` from another folder, with ComfyUI/comfy first on sys.path (a custom node did
+    it): the workers start and make the video; SIGTERM/SIGKILL of the server leaves no worker behind."""
+    from consisid_core.batch.parallel import with_parallel_workers
+    from consisid_core.parallel import ParallelConfig
+
+    base, elsewhere = tmp_path / "base", tmp_path / "elsewhere"
+    install_tiny_model(base / "models" / "consisid" / MODEL_NAME)
+    (base / "custom_nodes" / "shadow_comfy_path").mkdir(parents=True)
+    (base / "custom_nodes" / "shadow_comfy_path" / "__init__.py").write_text(SHADOW_NODE)
+    elsewhere.mkdir()
+    running = comfy_server.start(Path(os.environ["COMFYUI_DIR"]).resolve(), os.environ.get("COMFYUI_PYTHON", sys.executable),
+                                 base, REPO, launch_dir=elsewhere)
+    try:
+        prompt = with_parallel_workers(tiny("consisid_core_video_api.json", num_frames=9, seed=5), ParallelConfig(True))
+        _events, video, ticks = _core_video(running, prompt)
+        assert _count_frames(video) == 9 and ticks[-1] == (3, 3)
+        pids = _worker_pids(running.process.pid)
+        assert len(pids) == 2, running.log()[-3000:]
+        getattr(running.process, how)()
+        running.process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while not all(_ended(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_ended(p) for p in pids), f"workers {pids} outlived the server's {how}"
+    finally:
+        running.stop()
+
+
 def test_vhs_workflow_makes_the_requested_frames(server):
     async def main():
         async with comfy_server.Client(server) as client:
@@ -220,15 +274,16 @@ def test_interrupt_stops_sampling_and_the_next_run_works(server):
 
 
 def test_comfyui_loads_our_models_and_free_unloads_them(server):
-    """Each model goes through ComfyUI's load_models_gpu (its "Requested to load" lines) and POST /free unloads
-    them through their ModelPatchers (no monkeypatch); the next run loads them again."""
-    ours = ("T5EncoderModel", "ConsisIDTransformer3DModel", "AutoencoderKLCogVideoX", "face models")
+    """Each model is an ordinary ComfyUI model: its "Requested to load" and "loaded completely" lines are ComfyUI's
+    own, and POST /free unloads them through their stock ModelPatchers; the next run loads them again."""
+    ours = ("T5TextEncoder", "ConsisIDTransformer", "CogVideoXVAE", "ConsisIDFaceModels")
 
     async def main():
         async with comfy_server.Client(server) as client:
             await _upload_face(client)
+            before = len(server.log())
             await _run_ok(client, tiny("consisid_core_video_api.json", seed=5))
-            loaded = server.log()
+            loaded = server.log()[before:]
             status, _ = await client.post_json("/free", {"unload_models": True})
             assert status == 200
             for _ in range(50):
@@ -240,11 +295,15 @@ def test_comfyui_loads_our_models_and_free_unloads_them(server):
             return loaded, freed, outputs
 
     loaded, freed, outputs = run(main())
-    for name in ours[:3]:
-        assert f"Requested to load {name}" in loaded, f"{name} was loaded by ComfyUI's memory manager"
+    lines = loaded.splitlines()
+    for name in ours:
+        at = [i for i, line in enumerate(lines) if f"Requested to load {name}" in line]
+        assert at, f"{name} was loaded by ComfyUI's memory manager"
+        assert any("loaded completely" in line or "loaded partially" in line for line in lines[at[0]:at[0] + 3]), \
+            f"ComfyUI's own load line follows for {name}"
     for name in ours:
         assert f"ConsisID: ComfyUI unloaded {name}" in freed, f"{name} left ComfyUI's loaded models on /free"
-    print("\n" + "\n".join(line for line in freed.splitlines() if "ComfyUI unloaded" in line))
+    print("\n" + "\n".join(line for line in loaded.splitlines() if "load" in line))
     assert outputs
 
 

@@ -173,18 +173,24 @@ def test_scaled_mm_path_matches_the_upcast_path():
 
 
 @pytest.mark.gpu
-def test_fast_fp8_on_a_gpu_with_fp8_tensor_cores():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_fast_fp8_on_a_gpu_with_fp8_tensor_cores(dtype):
+    """CUDA's own _scaled_mm (fp32 output: no fused bias), full block width, against the upcast fp8 layer."""
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("needs an NVIDIA GPU with compute capability 8.9+ (not available here)")
-    layer = nn.Linear(3072, 3072).cuda().bfloat16()
+    layer = nn.Linear(3072, 3072).cuda().to(dtype)
     holder = nn.Module()
     holder.transformer_blocks = nn.ModuleList([nn.Module()])
     holder.transformer_blocks[0].proj = layer
-    x = torch.randn(4, 256, 3072, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(4, 256, 3072, device="cuda", dtype=dtype)
     ref = layer(x)
     apply_weight_dtype(holder, "fp8_e4m3fn_fast")
     out = layer(x)
+    assert out.dtype == dtype
     assert ((out.float() - ref.float()).norm() / ref.float().norm()).item() < 0.05
+    layer.fast = False  # the upcast path with the same fp8 weights: only the activations' rounding differs
+    upcast = layer(x)
+    assert ((out.float() - upcast.float()).norm() / upcast.float().norm()).item() < 0.04
 
 
 def test_a_lora_on_fp8_layers_keeps_the_model_dtype():
@@ -202,3 +208,75 @@ def test_a_lora_on_fp8_layers_keeps_the_model_dtype():
     assert layer.lora_A["default"].weight.dtype == torch.bfloat16
     delta = layer.lora_B["default"](layer.lora_A["default"](x)) * layer.scaling["default"]
     torch.testing.assert_close(layer(x), base + delta)
+
+
+def _scaled_mm_spy(monkeypatch, cuda_rules: bool = True) -> list[dict]:
+    """Record every torch._scaled_mm call; with `cuda_rules`, refuse what CUDA's kernel refuses (the CPU one accepts it)."""
+    real, calls = torch._scaled_mm, []
+
+    def spy(a, b, *, scale_a, scale_b, bias=None, out_dtype=None, **kwargs):
+        calls.append(dict(a=a, b=b, scale_a=scale_a, scale_b=scale_b, bias=bias, out_dtype=out_dtype))
+        if cuda_rules and bias is not None and out_dtype == torch.float32:
+            raise RuntimeError("Bias is not supported when out_dtype is set to Float32")  # CUDA's message
+        return real(a, b, scale_a=scale_a, scale_b=scale_b, bias=bias, out_dtype=out_dtype, **kwargs)
+
+    monkeypatch.setattr(torch, "_scaled_mm", spy)
+    return calls
+
+
+def _fp8_layer(out_features: int, in_features: int, dtype: torch.dtype) -> FP8Linear:
+    torch.manual_seed(3)
+    holder = nn.Module()
+    holder.transformer_blocks = nn.ModuleList([nn.Module()])
+    holder.transformer_blocks[0].proj = nn.Linear(in_features, out_features).to(dtype)
+    with torch.no_grad():
+        holder.transformer_blocks[0].proj.bias.normal_(0, 0.5)  # a bias large enough to matter
+    apply_weight_dtype(holder, "fp8_e4m3fn_fast")
+    return holder.transformer_blocks[0].proj
+
+
+def test_fast_fp8_in_fp32_adds_the_bias_after_scaled_mm(monkeypatch):
+    """CUDA's _scaled_mm refuses a bias with a float32 output: the bias goes in afterwards, and is not lost."""
+    layer = _fp8_layer(32, 64, torch.float32)
+    calls = _scaled_mm_spy(monkeypatch)
+    x = torch.randn(3, 7, 64, generator=torch.Generator().manual_seed(1))
+    out = layer(x)
+    assert len(calls) == 1 and calls[0]["out_dtype"] == torch.float32 and calls[0]["bias"] is None
+    weight = layer.weight.double() * layer.weight_scale.double()
+    exact = (calls[0]["a"].double() * calls[0]["scale_a"].double()) @ weight.T + layer.bias.double()
+    assert out.dtype == torch.float32 and out.shape == (3, 7, 32)
+    torch.testing.assert_close(out.double().reshape(-1, 32), exact, rtol=1e-5, atol=1e-5)
+    ref = torch.nn.functional.linear(x.double(), weight, layer.bias.double())  # fp32/64 reference: only x rounded
+    error = ((out.double() - ref).norm() / ref.norm()).item()
+    assert error < 0.04, error
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
+def test_fast_fp8_divides_the_activations_by_the_scale_it_hands_to_scaled_mm(monkeypatch, dtype):
+    """x8 * scale_a reconstructs x within fp8 rounding, bit-exactly the quantisation of x by that same scale."""
+    layer = _fp8_layer(32, 64, dtype)
+    calls = _scaled_mm_spy(monkeypatch)
+    x = (torch.randn(5, 64, generator=torch.Generator().manual_seed(2)) * 3.7).to(dtype)  # amax/448 no power of 2
+    out = layer(x)
+    (call,) = calls
+    x8, scale = call["a"], call["scale_a"]
+    assert scale.dtype == torch.float32 and scale.numel() == 1
+    expected = (x.float() / scale).clamp(-448, 448).to(FP8)  # the quantisation by the scale actually passed
+    assert torch.equal(x8.view(torch.uint8), expected.view(torch.uint8)), "activations divided by another scale"
+    back = x8.float() * scale
+    assert ((back - x.float()).abs() <= x.float().abs() * 2**-4 + scale * 2**-9).all()  # 3 mantissa bits
+    assert x.float().abs().max() / scale > 224  # the fp8 range is used
+    weight = layer.weight.double() * layer.weight_scale.double()
+    exact = back.double() @ weight.T + layer.bias.double()
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    assert ((out.double() - exact).abs() <= tol * exact.abs() + tol).all()
+    assert (call["bias"] is None) == (dtype == torch.float32)
+
+
+def test_fast_fp8_scale_is_never_zero_in_fp16():
+    from consisid_core.engine.fp8 import activation_scale
+
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        for rows in (torch.zeros(2, 8, dtype=dtype), torch.full((2, 8), 1e-6).to(dtype)):
+            scale = activation_scale(rows)
+            assert scale.to(dtype) > 0 and torch.log2(scale) == torch.round(torch.log2(scale))

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from consisid_core.cancel import Cancelled
-from consisid_core.engine import offload
+from consisid_core.engine import offload, offload_groups
 from consisid_core.engine.offload import Placement, host_tensors
 from consisid_core.face import extract_identity, load_face_models
+from engine.test_offload_fakes import pretend_cuda
 
 
 @pytest.fixture()
@@ -20,15 +21,7 @@ def face_models(tiny_face_dir):
 
 def test_offload_drops_device_copies_and_onnx_sessions_and_extraction_comes_back(face_models, photos, monkeypatch):
     before = extract_identity(face_models, photos["astronaut"])
-    copies: set[int] = set()
-
-    def copy_to(tensor, device):  # a pretend accelerator: device copies are clones with their own storage
-        clone = tensor.clone()
-        copies.add(clone.data_ptr())
-        return clone
-
-    monkeypatch.setattr(offload, "_copy_to", copy_to)
-    monkeypatch.setattr(offload, "_on", lambda tensor, device: tensor.data_ptr() in copies)
+    cuda = pretend_cuda(monkeypatch)  # device copies are clones; cudaHostRegister is a spy
     face_models.placement = Placement(torch.device("cpu"), "none", host_copies=True)
     nets = face_models.networks()
     assert len(nets) == 3, "RetinaFace, BiSeNet and EVA-CLIP"
@@ -40,9 +33,13 @@ def test_offload_drops_device_copies_and_onnx_sessions_and_extraction_comes_back
         again = extract_identity(face_models, photos["astronaut"])  # brings the networks onto the device
         assert torch.equal(again.id_cond, before.id_cond) and np.array_equal(again.face_image, before.face_image)
         assert all(face_models.placement.device_bytes(n) == offload.module_bytes(n) for n in nets)
+        copies = offload_groups.host_copies(nets)
+        assert all(cuda.covers(copies[id(p)]) for n in nets for p in n.parameters()), "host copies are pinned"
+        assert face_models.placement.pinned().pinned > 0
         face_models.offload()
         assert all(face_models.placement.device_bytes(n) == 0 for n in nets), "device copies dropped"
         assert host_tensors(nets) == host, "host copies keep their storage"
+        assert cuda.registered == {}, "offloaded networks are unpinned"
         assert face_models.detector.model.session is None and face_models.recognizer.model.session is None
 
 

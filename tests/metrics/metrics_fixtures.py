@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 from consisid_core.face.detection import DetectedFace
-
-DATA = Path(__file__).parent / "data"
 
 
 def pan(photo: np.ndarray, frames: int, window: int = 320, step: int = 8, out: int = 256) -> np.ndarray:
@@ -56,46 +52,5 @@ class PooledFeatures(torch.nn.Module):
         return self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1))
 
 
-def _tiny_onnx():
-    """The tiny insightface-style ONNX writers (SCRFD-shaped detector, ArcFace-shaped recogniser)."""
-    from consisid_core.demo import face_onnx
-
-    return face_onnx
-
-
-def write_eval_models(root: Path, ir_units: tuple[int, ...] | None = None, full_clip: bool = False) -> Path:
-    """models/consisid/{ConsisID-preview/face_encoder, eval} with random weights in the official formats."""
-    from consisid_core.metrics import files
-    from consisid_core.metrics.inception import INCEPTION_FILE
-    from consisid_core.metrics.ir101 import IR101_FILE, IRBackbone
-
-    from metrics_tiny_clip import write_clip
-    from metrics_weights import random_state, shapes_of
-
-    onnx = _tiny_onnx()
-    face_dir = root / "consisid" / "ConsisID-preview" / "face_encoder"
-    buffalo = face_dir / "models" / "buffalo_l"
-    buffalo.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    onnx.write_detector(buffalo / files.BUFFALO_DET_FILE, rng)
-    onnx.write_recognizer(buffalo / files.BUFFALO_REC_FILE, rng)
-    ir_shapes = ({k: tuple(v) for k, v in json.loads((DATA / "ir101_reference.json").read_text())["keys"].items()}
-                 if ir_units is None else shapes_of(IRBackbone(ir_units)))
-    torch.save(random_state(ir_shapes, seed=1), face_dir / IR101_FILE)
-    eval_dir = root / "consisid" / "eval"
-    eval_dir.mkdir(parents=True)
-    inc_shapes = {k: tuple(v) for k, v in json.loads((DATA / "inception_keys.json").read_text()).items()
-                  if not k.endswith("num_batches_tracked")}
-    torch.save(random_state(inc_shapes, seed=2, gain=2.0), eval_dir / INCEPTION_FILE)
-    write_clip(eval_dir / files.CLIP_DIR, full=full_clip)
-    return face_dir.parent
-
-
-def write_light_models(root: Path) -> Path:
-    """Only the tiny buffalo_l recogniser and a tiny CLIP folder."""
-    from metrics_tiny_clip import write_clip
-
-    root.mkdir(parents=True, exist_ok=True)
-    _tiny_onnx().write_recognizer(root / "w600k_r50.onnx", np.random.default_rng(0))
-    write_clip(root / "clip-vit-base-patch32")
-    return root
+# the model writers moved to consisid_core/demo/metrics_models.py (bench/bench_metrics.py needs them too)
+from consisid_core.demo.metrics_models import write_eval_models, write_light_models  # noqa: E402,F401

@@ -146,6 +146,9 @@ SIZE_FIELDS = ("width", "height", "num_frames")
                          "(e.g. 9 or 17; ConsisID-preview was trained on 49)."),
     ({"width": 50, "num_frames": 10}, "size - ConsisID Sampler (ConsisIDSampler): width=50 must be a multiple of 16 "
                                       "from 16 to 4096; num_frames=10 must be 8k+1"),
+    ({"num_frames": 41}, "size - ConsisID Sampler (ConsisIDSampler): num_frames=41 is outside what the installed "
+                         "ConsisID checkpoints support (ConsisID-preview: 9 to 33, native 9); use 8k+1 frames within "
+                         "that range."),
 ])
 def test_a_wrong_size_is_one_validation_error_naming_only_the_wrong_values(comfyui, overrides, expected):
     """ComfyUI files a failed VALIDATE_INPUTS once per argument: the sampler's takes one (`size`), so one error."""

@@ -22,6 +22,8 @@ CONTRACT = {
     "ConsisIDEvalModelsLoader": "ConsisID Eval Models Loader",
     "ConsisIDIdentityScore": "ConsisID Identity Score",
     "ConsisIDParallelWorkers": "ConsisID Parallel Workers",
+    "ConsisIDTakes": "ConsisID Takes",
+    "ConsisIDPickTake": "ConsisID Pick Take",
 }
 CORE_TYPES = {"IMAGE", "CLIP", "INT", "FLOAT", "STRING", "BOOLEAN"}
 
@@ -41,7 +43,7 @@ def test_node_is_described_and_typed(comfyui, node_id):
     assert len(cls.DESCRIPTION) > 60
     assert callable(getattr(cls, cls.FUNCTION))
     assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES) == len(cls.OUTPUT_TOOLTIPS)
-    assert set(cls.RETURN_TYPES) <= pack_types | {"IMAGE", "FLOAT", "STRING"}  # scores: FLOAT/STRING
+    assert set(cls.RETURN_TYPES) <= pack_types | {"IMAGE", "FLOAT", "STRING", "INT"}  # scores: FLOAT/STRING; seed: INT
     spec = cls.INPUT_TYPES()
     json.dumps(spec)  # /object_info serialises it
     for category in ("required", "optional"):

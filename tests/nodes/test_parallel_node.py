@@ -93,3 +93,95 @@ def test_comfyuis_unload_stops_the_workers(comfyui):
     assert not pool.alive and not module._POOLS
     with pytest.raises(ConsisIDError, match="load them again"):
         pool.denoise(None, None, None, num_inference_steps=2)
+
+
+# ---- on a GPU machine (ComfyUI's device cuda:0), without starting processes: the group's place in ComfyUI ----
+class _FakePool:
+    """Stands in for ParallelPool: records what the node starts it with and whether it was stopped."""
+
+    started: list = []
+
+    def __init__(self, model_path, config, device="cuda", runtime=None, first_device=0, **_):
+        self.config, self.device, self.runtime, self.first_device = config, device, runtime, first_device
+        self.alive, self.loras = True, ()
+        _FakePool.started.append(self)
+
+    def close(self, grace=10.0):
+        self.alive = False
+
+
+def _transformer_bytes(folder, weight_dtype: str) -> int:
+    """The bytes of the transformer a worker really holds (loaded here, fp32)."""
+    import consisid_core
+    from consisid_core.engine.offload import module_bytes
+
+    engine = consisid_core.load_engine(folder, device="cpu", dtype=torch.float32, weight_dtype=weight_dtype)
+    return module_bytes(engine.transformer)
+
+
+@pytest.fixture
+def on_gpu(comfyui, monkeypatch):
+    """ComfyUI's device is cuda:0 (as on a GPU machine); worker groups are fakes; everything stopped after."""
+    import comfy.model_management as mm
+    from consisid_core.parallel import pool as pool_module
+
+    module = pack_module("nodes.parallel_node")
+    module.release_pools()
+    monkeypatch.setattr(mm, "get_torch_device", lambda: torch.device("cuda", 0))
+    monkeypatch.setattr(pool_module, "ParallelPool", _FakePool)
+    _FakePool.started = []
+    yield module, mm
+    mm.vram_capacity = None
+    mm.unload_all_models()
+    module.release_pools()
+
+
+def _model(comfyui, lora_stack=(), **settings):
+    from types import SimpleNamespace
+
+    from support.node_graph import MODEL_NAME
+
+    fields = dict(precision="fp32", memory_mode="auto", attention="sdpa", device="cuda:0", **settings)
+    engine_settings = pack_module("nodes.model_cache").EngineSettings(
+        str(comfyui.root / "models" / "consisid" / MODEL_NAME), **fields)
+    return SimpleNamespace(settings=engine_settings, lora_stack=tuple(lora_stack))
+
+
+@pytest.mark.parametrize("weight_dtype", ["default", "fp8_e4m3fn"])
+def test_group_patcher_is_on_comfyuis_gpu_sized_like_a_rank_and_carries_the_model_settings(on_gpu, comfyui,
+                                                                                           weight_dtype):
+    module, mm = on_gpu
+    lora = (str(comfyui.root / "style.safetensors"), 0.7)
+    model = _model(comfyui, [lora], weight_dtype=weight_dtype, compile="blocks")
+    (workers,) = module.ConsisIDParallelWorkers().make(model, True, 1, 1)
+    pool = workers.pool()
+    patcher = module._PATCHERS[0]
+    real = _transformer_bytes(model.settings.path, weight_dtype)
+    print(f"{weight_dtype}: patcher size {patcher.model_size()} bytes, a worker's transformer {real} bytes")
+    assert patcher.load_device == torch.device("cuda", 0) and pool.device == "cuda" and pool.first_device == 0
+    assert abs(patcher.model_size() - real) <= 0.02 * real
+    assert any(e.model is patcher and e.device == torch.device("cuda", 0) for e in mm.current_loaded_models)
+    assert pool.runtime["weight_dtype"] == weight_dtype and pool.runtime["compile"] == "blocks"
+    assert pool.runtime["dtype"] == "fp32" and pool.runtime["memory_mode"] == "none"
+    assert pool.loras == (lora,)
+    assert workers.pool() is pool and pool.alive  # re-listed in ComfyUI on each use, not stopped by that
+
+
+def test_comfyuis_unload_and_vram_pressure_on_the_gpu_stop_the_workers(on_gpu, comfyui):
+    import comfy.model_patcher
+
+    module, mm = on_gpu
+    (workers,) = module.ConsisIDParallelWorkers().make(_model(comfyui), True, 1, 1)
+    first = workers.pool()
+    mm.unload_all_models()  # "Unload models" / POST /free on a GPU machine: free_memory(1e30, cuda:0)
+    assert not first.alive and not module._POOLS and not module._PATCHERS
+
+    second = workers.pool()
+    assert second is not first and second.alive
+    size = module._PATCHERS[0].model_size()
+    other = comfy.model_patcher.ModelPatcher(torch.nn.Module(), load_device=torch.device("cuda", 0),
+                                             offload_device=torch.device("cpu"), size=size)
+    mm.vram_capacity = size + size // 2  # room for one of the two
+    mm.load_models_gpu([other])  # another model needs the GPU: ComfyUI evicts the group
+    assert not second.alive and not module._POOLS
+    assert [e.model for e in mm.current_loaded_models] == [other]

@@ -46,7 +46,8 @@ def test_every_node_type_is_ours_core_or_vhs(comfyui, ui_name, api_name):
     from consisid_core import node_ids
 
     # the generation nodes are in every workflow; optional ones (speed, LoRA, scoring) only where they are used
-    assert set(node_ids.REQUIRED) <= types, "the workflow shows every ConsisID generation node"
+    required = set(node_ids.REQUIRED) - ({node_ids.SAMPLER, node_ids.DECODE} if node_ids.TAKES in types else set())
+    assert required <= types, "the workflow shows every ConsisID generation node (Takes samples and decodes)"
     assert {n["class_type"] for n in _api(api_name).values()} == types
 
 
@@ -94,7 +95,7 @@ def test_api_workflows_only_need_the_face_image_and_the_model_folder(api_name):
     for node in api.values():
         if node["class_type"] in ("ConsisIDModelLoader", "ConsisIDFaceModelsLoader"):
             assert node["inputs"]["model"] == MODEL_NAME
-    sampler = next(n for n in api.values() if n["class_type"] == "ConsisIDSampler")["inputs"]
+    sampler = next(n for n in api.values() if n["class_type"] in ("ConsisIDSampler", "ConsisIDTakes"))["inputs"]
     assert (sampler["width"], sampler["height"], sampler["num_frames"], sampler["steps"]) == (720, 480, 49, 50)
 
 

@@ -48,8 +48,10 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def start(comfyui_dir: Path, python: str, base: Path, pack_dir: Path, extra_args=(), timeout: float = 240) -> Server:
-    """Launch `python main.py --cpu` with this pack linked in; wait until /system_stats answers."""
+def start(comfyui_dir: Path, python: str, base: Path, pack_dir: Path, extra_args=(), timeout: float = 240,
+          launch_dir: Path | None = None) -> Server:
+    """Launch `python main.py --cpu` with this pack linked in (from `launch_dir`: `python /abs/main.py`); wait until
+    /system_stats answers."""
     import urllib.request
 
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
@@ -60,10 +62,10 @@ def start(comfyui_dir: Path, python: str, base: Path, pack_dir: Path, extra_args
     port = free_port()
     log_path = base / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
-    command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+    command = [python, str(comfyui_dir / "main.py") if launch_dir else "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
                "--disable-auto-launch", *extra_args]
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(command, cwd=comfyui_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, cwd=launch_dir or comfyui_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(process, port, base, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -22,6 +22,7 @@ UI_TO_API = {
     BASIC_UI: "consisid_basic_api.json",
     CORE_VIDEO_UI: "consisid_core_video_api.json",
     "ConsisID video with scores (VHS).json": "consisid_scored_api.json",  # generation + identity scores
+    "ConsisID best of takes (VHS).json": "consisid_takes_api.json",  # N seeds ranked by identity, best kept
 }
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 UI_ONLY_WIDGETS = ("control_after_generate", "upload")

@@ -126,3 +126,17 @@ def test_captions_from_csv_sidecar_or_frames_folder(tmp_path):
     bad.write_text("name;text\nx;y\n")
     with pytest.raises(ConsisIDError, match="clip column"):
         read_caption_table(bad)
+
+
+def test_a_bad_captions_file_or_no_clips_leave_no_dataset_folder(tmp_path, components, good_clip_dir):
+    from consisid_core.errors import ConsisIDError
+    from consisid_core.text_input import TextInputError
+
+    bad = tmp_path / "captions.csv"
+    bad.write_bytes("clip,caption\nastronaut.mp4,un caf\xe9\n".encode("latin-1"))
+    with pytest.raises(TextInputError, match="captions.csv is not UTF-8: line 2 has byte 0xe9"):
+        prepare_dataset(components, good_clip_dir, tmp_path / "out", bad, log=lambda s: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConsisIDError, match="holds no clips"):
+        prepare_dataset(components, tmp_path / "empty", tmp_path / "out", log=lambda s: None)
+    assert not (tmp_path / "out").exists()

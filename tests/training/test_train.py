@@ -26,6 +26,7 @@ def test_thirty_lora_steps_lower_the_loss(lora_run):
           f"{result.seconds_per_step * 1000:.0f} ms/step")
     assert result.finished and len(result.losses) == 30
     assert after < 0.9 * before
+    assert not list(result.run_dir.glob(".*")), "a partial file was left behind"
     saved = load_file(str(result.lora_path))
     assert saved and all(k.startswith("transformer.transformer_blocks.") and ".lora_" in k for k in saved)
     assert {k.split(".attn1.")[1].rsplit(".lora_", 1)[0] for k in saved} == {"to_q", "to_k", "to_v", "to_out.0"}
@@ -61,6 +62,7 @@ def test_coarse_stage_leaves_the_local_extractor_unchanged(tmp_path, train_model
     from diffusers import ConsisIDTransformer3DModel
 
     folder = result.transformer_dir
+    assert sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(".")) == []  # no partial folder
     assert (folder / "config.json").is_file() and list(folder.glob("diffusion_pytorch_model*.safetensors"))
     reloaded = ConsisIDTransformer3DModel.from_pretrained(str(folder))
     trained = trainer.transformer.state_dict()
