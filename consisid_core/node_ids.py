@@ -19,25 +19,35 @@ LOCAL_EXTRACTOR = "ConsisIDLocalExtractor"
 TEXT_ENCODE = "ConsisIDTextEncode"
 SAMPLER = "ConsisIDSampler"
 DECODE = "ConsisIDDecode"
+TEACACHE = "ConsisIDTeaCache"
+LORA = "ConsisIDLoRA"
+PARALLEL_WORKERS = "ConsisIDParallelWorkers"
 TAKES = "ConsisIDTakes"  # several seeds of one request (consisid_core.takes)
 PICK_TAKE = "ConsisIDPickTake"  # ranks the takes, keeps the best
+
+# Widget defaults of the TeaCache node: the node declares them from here, and the batch `teacache` override
+# fills a node it adds with them (one home, so the two never drift apart).
+TEACACHE_DEFAULTS: dict = {"threshold": 0.15, "mode": "fixed", "start_step": 0, "end_step": 0,
+                           "offload_residuals": False}
 
 # Nodes whose inputs a bare batch override key (`steps`, `cfg`, `face_scale`...) is looked for in, in this order.
 OVERRIDE_SEARCH_ORDER: list[str] = [
     SAMPLER, TEXT_ENCODE, DECODE, LOCAL_EXTRACTOR, GLOBAL_EXTRACTOR, FACE_CROP_ALIGN, MODEL_LOADER, FACE_MODELS_LOADER,
 ]
 
-# Every id above must be registered by nodes/ (checked by `registry`).
+# The generation nodes every shipped workflow shows; these and OPTIONAL must be registered by nodes/ (`registry`).
 REQUIRED: tuple[str, ...] = (
     MODEL_LOADER, FACE_MODELS_LOADER, FACE_CROP_ALIGN, LANDMARK_RENDERER, GLOBAL_EXTRACTOR, LOCAL_EXTRACTOR,
     TEXT_ENCODE, SAMPLER, DECODE,
 )
+# Optional nodes that code outside nodes/ adds to workflows (batch overrides): registered too, in no workflow by default.
+OPTIONAL: tuple[str, ...] = (TEACACHE, LORA, PARALLEL_WORKERS)
 
 
 def registry(classes: Iterable[type]) -> dict[str, type]:
     """NODE_CLASS_MAPPINGS for the given node classes (id = class name); raises if an id defined here has no class."""
     mapping = {cls.__name__: cls for cls in classes}
-    missing = [node_id for node_id in (*REQUIRED, *OVERRIDE_SEARCH_ORDER) if node_id not in mapping]
+    missing = [node_id for node_id in (*REQUIRED, *OPTIONAL, *OVERRIDE_SEARCH_ORDER) if node_id not in mapping]
     if missing:
         raise ImportError(f"ConsisID nodes: no node class registered for {', '.join(dict.fromkeys(missing))} "
                           "(consisid_core/node_ids.py names them; rename the class back or update the ids)")

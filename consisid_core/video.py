@@ -13,13 +13,17 @@ DEFAULT_FPS = 8  # the reference exports ConsisID videos at 8 fps
 
 
 def frames_to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
-    """[F, H, W, 3] float in [0, 1] (or uint8) -> uint8 array."""
-    array = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-    if array.ndim != 4 or array.shape[-1] != 3:
-        raise ConsisIDError(f"frames must be [F, H, W, 3]; got shape {array.shape}")
-    if array.dtype != np.uint8:
-        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    return np.ascontiguousarray(array)
+    """[F, H, W, 3] float in [0, 1] (or uint8; an alpha channel is composited on white) -> [F, H, W, 3] uint8,
+    by the package's one image normaliser."""
+    from .image_input import InvalidImageError, batch_to_rgb
+
+    shape = tuple(frames.shape) if hasattr(frames, "shape") else np.shape(frames)
+    if len(shape) != 4 or shape[-1] not in (3, 4):
+        raise ConsisIDError(f"frames must be [F, H, W, 3]; got shape {shape}")
+    try:
+        return batch_to_rgb(frames)
+    except InvalidImageError as exc:
+        raise ConsisIDError(f"frames cannot be written: {exc}") from exc
 
 
 def write_mp4(frames: torch.Tensor | np.ndarray, path: str | Path, fps: float = DEFAULT_FPS, crf: int = 18) -> Path:

@@ -18,9 +18,11 @@ DEFAULT_PROMPT = (
 
 
 def first_image_uint8(image) -> np.ndarray:
-    """The first image of a ComfyUI IMAGE batch as HxWx3 uint8."""
-    array = image[0].detach().cpu().float().clamp(0, 1).numpy()
-    return np.ascontiguousarray((array * 255.0).round().astype(np.uint8)[..., :3])
+    """The first image of a ComfyUI IMAGE batch as HxWx3 uint8, by consisid_core's one image normaliser (an alpha
+    channel is composited on white, exactly as for a photo read from disk)."""
+    from consisid_core.image_input import load_rgb
+
+    return load_rgb(image[0])
 
 
 class ConsisIDGlobalExtractor:

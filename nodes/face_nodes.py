@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from consisid_core import choices
 
 from .errors import fail, label, reported_as
 from .types import CATEGORY, FACE, FACE_MODELS, LOCAL, FaceDetections, FaceInfo, LocalFeatures
+
+_log = logging.getLogger("ConsisID")
 
 SELECTIONS = [*choices.FACE_SELECTIONS, choices.FACE_INDEX]
 SELECTION_TOOLTIP = (
@@ -28,34 +32,26 @@ def selection_value(face_selection: str, face_index: int):
     return int(face_index) if face_selection == choices.FACE_INDEX else face_selection
 
 
-def _extract(models, image, selection):
-    from consisid_core.face import extract_identity
+REWIRE = ("connect Face Crop&Align's face output to the Local Extractor's face input (and leave its image input "
+          "empty) so the photo is read once")
+LEGACY_NOTE = f"The Local Extractor read this photo itself through its legacy image input; {REWIRE}."
+
+
+def read_faces(node: str, face_models, image, selection, note: str = "") -> list:
+    """One FaceReading per image of a ComfyUI IMAGE batch (the photo's one read: detect, align, ArcFace, parse);
+    a no-face error names the image of the batch."""
+    from consisid_core.face import NoFaceError, read_face
 
     from . import comfy_bridge
 
-    return extract_identity(models, image, selection, should_cancel=comfy_bridge.throw_if_interrupted)
-
-
-def same_photo_note(node: str) -> str:
-    """Which face node found a photo problem, and that the other one would report the same problem."""
-    names = (ConsisIDFaceCropAlign.DISPLAY_NAME, ConsisIDLocalExtractor.DISPLAY_NAME)
-    found_by = next((n for n in names if node.startswith(f"{n} (")), node)
-    others = " and ".join(n for n in names if n != found_by)
-    return (f"Found by {found_by}; {others} looks for the face in the same photo, so it is the same photo "
-            "problem whichever node reports it.")
-
-
-def identities(node: str, face_models, image, selection) -> list:
-    """One Identity per image of a ComfyUI IMAGE batch; a no-face error names the image and the node that found it."""
-    from consisid_core.face import NoFaceError
-
+    models = face_models.get()
     found = []
     for index in range(image.shape[0]):
         try:
-            found.append(face_models.identity(image[index], selection, _extract))
+            found.append(read_face(models, image[index], selection, should_cancel=comfy_bridge.throw_if_interrupted))
         except NoFaceError as exc:
             where = f"image {index + 1} of {image.shape[0]}: " if image.shape[0] > 1 else ""
-            raise fail(node, f"{where}{exc} {same_photo_note(node)}") from exc
+            raise fail(node, f"{where}{exc}{' ' + note if note else ''}") from exc
     return found
 
 
@@ -73,14 +69,16 @@ class ConsisIDFaceCropAlign:
     DESCRIPTION = (
         "Detects one face per photo and aligns it to the 512x512 FFHQ template on a white background (face "
         "parsing removes hair/background), the image ConsisID's Global Extractor encodes. Also outputs where "
-        "the face is (5 keypoints, box) for the Landmark Renderer. A photo without a usable face stops the "
-        "run with a message saying what to change."
+        "the face is (5 keypoints, box) for the Landmark Renderer and, on the same face output, the ArcFace "
+        "embedding and parsed face the Local Extractor needs: the photo is read once, here. A photo without a "
+        "usable face stops the run with a message saying what to change."
     )
     RETURN_TYPES = ("IMAGE", FACE)
     RETURN_NAMES = ("aligned_face", "face")
     OUTPUT_TOOLTIPS = (
         "The aligned face, 512x512, colour on white (one per input image).",
-        "Keypoints and box of each chosen face (for the Landmark Renderer).",
+        "Each chosen face: keypoints and box (for the Landmark Renderer), ArcFace embedding and parsed face (for "
+        "the Local Extractor).",
     )
     FUNCTION = "align"
 
@@ -98,13 +96,13 @@ class ConsisIDFaceCropAlign:
 
     def align(self, face_models, image, face_selection, face_index):
         with reported_as(self.LABEL):
-            found = identities(self.LABEL, face_models, image, selection_value(face_selection, face_index))
+            found = read_faces(self.LABEL, face_models, image, selection_value(face_selection, face_index))
         faces = tuple(
             FaceInfo(
                 kps=np.asarray(i.kps, dtype=np.float32), bbox=np.asarray(i.bbox, dtype=np.float32),
                 face_kps=np.asarray(i.face_kps, dtype=np.float32), source_size=tuple(i.source_size),
                 aligned_size=(i.face_image.shape[1], i.face_image.shape[0]), face_count=int(i.face_count),
-                det_score=float(i.det_score), selection=str(i.selection),
+                det_score=float(i.det_score), selection=str(i.selection), reading=i,
             )
             for i in found
         )
@@ -165,9 +163,10 @@ class ConsisIDLocalExtractor:
     LABEL = label(DISPLAY_NAME, "ConsisIDLocalExtractor")
     CATEGORY = CATEGORY
     DESCRIPTION = (
-        "High-frequency identity: ArcFace (antelopev2) and EVA02-CLIP features of the person's face, which the "
-        "model's Q-Former turns into face tokens injected into the DiT. Give several photos of the same "
-        "person as one batch to average them."
+        "High-frequency identity: the ArcFace (antelopev2) embedding Face Crop&Align computed and EVA02-CLIP "
+        "features of its parsed face, which the model's Q-Former turns into face tokens injected into the DiT. "
+        "Connect Face Crop&Align's face output (the photo is read once); a batch of photos of the same person "
+        "is averaged. The image input is kept only so workflows saved before the face input still run."
     )
     RETURN_TYPES = (LOCAL,)
     RETURN_NAMES = ("local",)
@@ -176,23 +175,49 @@ class ConsisIDLocalExtractor:
 
     @classmethod
     def INPUT_TYPES(cls):
+        legacy = " Used only with the legacy image input; with the face input, Face Crop&Align's choice applies."
         return {
             "required": {
-                "face_models": (FACE_MODELS, {"tooltip": "From ConsisID Face Models Loader."}),
-                "image": ("IMAGE", {"tooltip": (
-                    "Photo(s) of the person (the original photo, not the aligned face). A batch of several "
-                    "photos of the same person is averaged into one identity.")}),
+                "face_models": (FACE_MODELS, {"tooltip": "From ConsisID Face Models Loader (EVA-CLIP runs here)."}),
                 "face_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05, "tooltip": (
                     "Strength of the face tokens in the DiT's cross-attention (1.0 as trained; lower gives the "
                     "prompt more freedom, higher sticks closer to the face).")}),
-                **SELECTION_INPUTS,
-            }
+                "face_selection": (SELECTIONS, {"default": "largest", "tooltip": SELECTION_TOOLTIP + legacy}),
+                "face_index": ("INT", {"default": 0, "min": 0, "max": 64, "step": 1, "tooltip": INDEX_TOOLTIP + legacy}),
+            },
+            "optional": {
+                "face": (FACE, {"tooltip": (
+                    "The face output of Face Crop&Align (one face per photo; several photos of the same person are "
+                    "averaged into one identity).")}),
+                "image": ("IMAGE", {"tooltip": (
+                    "Legacy: the photo itself, as workflows saved before the face input wired it. The photo is then "
+                    "read a second time; connect the face input instead.")}),
+            },
         }
 
-    def extract(self, face_models, image, face_scale, face_selection, face_index):
-        from consisid_core.face import average_identities
+    def extract(self, face_models, image=None, face_scale=1.0, face_selection="largest", face_index=0, face=None):
+        from consisid_core.face import average_identities, encode_identity
+
+        from . import comfy_bridge
 
         with reported_as(self.LABEL):
-            found = identities(self.LABEL, face_models, image, selection_value(face_selection, face_index))
+            readings = self._readings(face_models, face, image, selection_value(face_selection, face_index))
+            models = face_models.get()
+            found = [encode_identity(models, r, should_cancel=comfy_bridge.throw_if_interrupted) for r in readings]
             identity = average_identities(found)
         return (LocalFeatures(identity.id_cond, list(identity.id_vit_hidden), float(face_scale), len(found)),)
+
+    def _readings(self, face_models, face, image, selection) -> list:
+        """The read faces: from Face Crop&Align's face output, or (legacy wiring) read here from the photo."""
+        if face is not None:
+            if image is not None:
+                _log.warning("ConsisID: %s has both face and image connected; the face input is used and the "
+                             "image is ignored", self.LABEL)
+            if not face.faces or any(f.reading is None for f in face.faces):
+                raise fail(self.LABEL, "the face input carries no read face; connect the face output of Face "
+                                       "Crop&Align.")
+            return [f.reading for f in face.faces]
+        if image is None:
+            raise fail(self.LABEL, f"nothing to extract from: {REWIRE}.")
+        _log.warning("ConsisID: %s", LEGACY_NOTE)
+        return read_faces(self.LABEL, face_models, image, selection, note=LEGACY_NOTE)

@@ -14,11 +14,9 @@ models on first use and can always load them again, so the registry is free to r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -98,10 +96,9 @@ class EngineHandle:
 
 
 class FaceModelsHandle:
-    """Face models that (re)load themselves, plus a small memo of identities already extracted."""
+    """Face models that (re)load themselves (each photo is read once, by Face Crop&Align: nothing to memoise)."""
 
     kind = "face"
-    MEMO_SIZE = 8
 
     def __init__(self, settings: FaceSettings, loader: Callable[[FaceSettings], Any]) -> None:
         self.settings = settings
@@ -109,8 +106,6 @@ class FaceModelsHandle:
         self._models = None
         self._patcher = None
         self.loads = 0
-        self._memo: OrderedDict[tuple, Any] = OrderedDict()
-        self._lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -140,21 +135,6 @@ class FaceModelsHandle:
             self._models.offload()
         self._models = None
         self._patcher = None
-        self._memo.clear()
-
-    def identity(self, image, selection, extract: Callable[[Any, Any, Any], Any]):
-        """`extract(models, image, selection)`, memoised by image content so two nodes on one photo run it once."""
-        key = (_fingerprint(image), repr(selection))
-        with self._lock:
-            if key in self._memo:
-                self._memo.move_to_end(key)
-                return self._memo[key]
-        result = extract(self.get(), image, selection)
-        with self._lock:
-            self._memo[key] = result
-            while len(self._memo) > self.MEMO_SIZE:
-                self._memo.popitem(last=False)
-        return result
 
 
 def _unpin(handle) -> Callable[[], None]:
@@ -166,13 +146,6 @@ def _unpin(handle) -> Callable[[], None]:
             REGISTRY.unpin(alive)
 
     return unpin
-
-
-def _fingerprint(image) -> tuple:
-    import numpy as np
-
-    array = image.detach().cpu().contiguous().numpy() if hasattr(image, "detach") else np.ascontiguousarray(image)
-    return (array.shape, str(array.dtype), hashlib.sha1(array.tobytes()).hexdigest())
 
 
 class Registry:

@@ -158,7 +158,9 @@ class ConsisIDParallelWorkers:
     CATEGORY = CATEGORY
     DESCRIPTION = (
         "Runs the Sampler's denoising on several GPUs: worker processes (one per GPU, each with its own copy of the "
-        "model) started on first use and kept alive between runs, released by Unload models / free memory. "
+        "DiT with the loader's precision, weight_dtype, compile and the LoRA chain; text encoding and decoding stay "
+        "here) started on first use and kept alive between runs, stopped by Unload models / free memory / another "
+        "model needing the GPU, and when ComfyUI exits. "
         "cfg_parallel puts the two guidance branches on two GPUs (no attention change, the first to use); "
         "ulysses/ring split the video tokens (needs `pip install xfuser`). GPUs needed = (2 if cfg_parallel) x "
         "ulysses x ring. Connect to the Sampler's parallel input."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from consisid_core import choices
+from consisid_core.node_ids import TEACACHE_DEFAULTS as DEFAULTS
 
 from .errors import label, reported_as
 from .types import CACHE, CATEGORY
@@ -27,17 +28,17 @@ class ConsisIDTeaCache:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "threshold": ("FLOAT", {"default": 0.15, "min": 0.0, "max": 1.0, "step": 0.01, "round": 0.001, "tooltip": (
+                "threshold": ("FLOAT", {"default": DEFAULTS["threshold"], "min": 0.0, "max": 1.0, "step": 0.01, "round": 0.001, "tooltip": (
                     "How much change to accumulate before computing a step again: 0.1 (1.6x), 0.15 (2.1x), "
                     "0.2 (2.7x) on the authors' H100. 0 turns caching off.")}),
-                "mode": (list(choices.TEACACHE_MODES), {"default": "fixed", "tooltip": (
+                "mode": (list(choices.TEACACHE_MODES), {"default": DEFAULTS["mode"], "tooltip": (
                     "fixed: state kept per generation, honours start/end and offload. reference: exactly the "
                     "authors' script, including its counter carried into the next run (re-runs can differ).")}),
-                "start_step": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": (
+                "start_step": ("INT", {"default": DEFAULTS["start_step"], "min": 0, "max": 1000, "tooltip": (
                     "No step before this one is skipped (fixed mode); e.g. 5 keeps the layout-forming early steps exact.")}),
-                "end_step": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": (
+                "end_step": ("INT", {"default": DEFAULTS["end_step"], "min": 0, "max": 1000, "tooltip": (
                     "No step from this one on is skipped (fixed mode); 0 = until the end. The last step is always computed.")}),
-                "offload_residuals": ("BOOLEAN", {"default": False, "tooltip": (
+                "offload_residuals": ("BOOLEAN", {"default": DEFAULTS["offload_residuals"], "tooltip": (
                     "Keep the cached residuals (two video-sized tensors) in CPU memory instead of on the GPU; "
                     "saves about 0.4 GB at 720x480x49 for one copy each way per step.")}),
             }

@@ -35,11 +35,13 @@ class FaceInfo:
     face_count: int
     det_score: float
     selection: str
+    reading: Any = None  # consisid_core.face.FaceReading: ArcFace embedding + parsed face, for the Local Extractor
 
 
 @dataclass(frozen=True)
 class FaceDetections:
-    """CONSISID_FACE: one FaceInfo per image of the batch given to Face Crop&Align."""
+    """CONSISID_FACE: one FaceInfo per image of the batch given to Face Crop&Align; the photo was read there once
+    and everything later nodes need from it (points, ArcFace embedding, parsed face for EVA-CLIP) travels here."""
 
     faces: tuple[FaceInfo, ...]
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -297,30 +295,20 @@ def test_batch_against_a_real_comfyui(tmp_path, faces):
     from consisid_core.demo.face_models import write_face_encoder
     from consisid_core.demo.video_models import TinySpec, write_tiny_model
 
+    from pathlib import Path
+
+    from support import comfy_server
+
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    link = os.path.join(comfy_dir, "custom_nodes", "ComfyUI-ConsisID")
-    if not os.path.exists(link):
-        os.symlink(REPO, link)
-    name = f"consisid_batch_test_{os.getpid()}"
-    model = os.path.join(comfy_dir, "models", "consisid", name)
+    base = tmp_path / "comfyui_base"  # --base-directory: nothing is written into COMFYUI_DIR
+    name = "consisid_batch_test"
     spec = TinySpec()
-    write_face_encoder(write_tiny_model(model, spec))
+    write_face_encoder(write_tiny_model(base / "models" / "consisid" / name, spec))
     (faces / "broken.png").write_bytes(b"not an image at all")
-    port = _free_port()
-    log = open(tmp_path / "comfyui.log", "w")
-    server_proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
-                                   cwd=comfy_dir, stdout=log, stderr=subprocess.STDOUT)
+    before = sorted(p.name for p in (Path(comfy_dir) / "custom_nodes").iterdir())
+    server = comfy_server.start(Path(comfy_dir), python, base, Path(REPO))
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/object_info/ConsisIDSampler", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server_proc.poll() is not None:
-                    pytest.fail("ComfyUI did not start: see " + str(tmp_path / "comfyui.log"))
-                time.sleep(0.5)
+        url = server.url
         size = f"{spec.width},{spec.height},{spec.frames}"
         header = "face,prompt,seed,steps,width,height,num_frames,memory_mode,precision,ConsisIDModelLoader.model,ConsisIDFaceModelsLoader.model"
         rows = [f"faces/{face},prompt {i},{i},2,{size},none,fp32,{name},{name}"
@@ -337,7 +325,5 @@ def test_batch_against_a_real_comfyui(tmp_path, faces):
             frames = iio.imread(records[job]["output"], plugin="pyav")
             assert frames.shape[:3] == (spec.frames, spec.height, spec.width)
     finally:
-        server_proc.terminate()
-        server_proc.wait(30)
-        log.close()
-        shutil.rmtree(model, ignore_errors=True)
+        server.stop()
+    assert sorted(p.name for p in (Path(comfy_dir) / "custom_nodes").iterdir()) == before, "COMFYUI_DIR untouched"

@@ -153,8 +153,8 @@ def test_node_ids_are_what_the_nodes_register_and_the_batch_patches():
     from consisid_core.batch import workflow as wf
 
     assert (wf.SAMPLER, wf.TEXT_ENCODE) == (node_ids.SAMPLER, node_ids.TEXT_ENCODE)
-    classes = [type(name, (), {}) for name in node_ids.REQUIRED]
-    assert set(node_ids.registry(classes)) == set(node_ids.REQUIRED)
+    classes = [type(name, (), {}) for name in (*node_ids.REQUIRED, *node_ids.OPTIONAL)]
+    assert set(node_ids.registry(classes)) == set(node_ids.REQUIRED) | set(node_ids.OPTIONAL)
     with pytest.raises(ImportError, match="no node class registered for ConsisIDSampler"):
         node_ids.registry([c for c in classes if c.__name__ != node_ids.SAMPLER])
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import node_ids
 from ..errors import ConsisIDError
 
-LORA_NODE = "ConsisIDLoRA"
+LORA_NODE = node_ids.LORA
 
 
 def parse_lora_override(text: str) -> list[tuple[str, float]]:

@@ -10,7 +10,7 @@ import copy
 from .. import node_ids
 from ..parallel.config import ParallelConfig, ParallelSetupError
 
-WORKERS_NODE = "ConsisIDParallelWorkers"
+WORKERS_NODE = node_ids.PARALLEL_WORKERS
 
 
 def parse_layout(text: str) -> ParallelConfig:

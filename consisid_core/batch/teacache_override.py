@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import node_ids
 from ..errors import ConsisIDError
 
-TEACACHE_NODE = "ConsisIDTeaCache"
+TEACACHE_NODE = node_ids.TEACACHE
 KEYS = {"teacache": "threshold", "teacache_start": "start_step", "teacache_end": "end_step"}
 
 
@@ -42,8 +42,8 @@ def apply_teacache_override(workflow: dict, overrides: dict[str, str]) -> None:
             continue
         node_id = str(next_id)
         next_id += 1
-        workflow[node_id] = {"class_type": TEACACHE_NODE, "_meta": {"title": "ConsisID TeaCache (batch)"}, "inputs": {
-            "threshold": 0.0, "mode": "fixed", "start_step": 0, "end_step": 0, "offload_residuals": False, **values}}
+        workflow[node_id] = {"class_type": TEACACHE_NODE, "_meta": {"title": "ConsisID TeaCache (batch)"},
+                             "inputs": {**node_ids.TEACACHE_DEFAULTS, "threshold": 0.0, **values}}
         inputs["cache"] = [node_id, 0]
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from ..errors import ConsisIDError, ModelFilesError
+from ..image_input import InvalidImageError  # the one image normaliser's error, re-exported here
+
+__all__ = ["FaceSelectionError", "FaceWeightsError", "InvalidImageError", "NoFaceError"]
 
 
 class NoFaceError(ConsisIDError, ValueError):
@@ -11,10 +14,6 @@ class NoFaceError(ConsisIDError, ValueError):
 
 class FaceSelectionError(ConsisIDError, ValueError):
     """`face_selection` names a face that does not exist (e.g. an index past the last face)."""
-
-
-class InvalidImageError(ConsisIDError, ValueError):
-    """The input cannot be read as a photo (wrong type, shape, or empty)."""
 
 
 class FaceWeightsError(ModelFilesError):

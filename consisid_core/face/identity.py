@@ -56,6 +56,32 @@ class Identity:
         )
 
 
+@dataclass
+class FaceReading:
+    """One read of a photo: the chosen face detected, aligned, ArcFace-embedded and parsed, before EVA-CLIP.
+
+    What both branches need from the photo: `face_image` (aligned colour face on white) for the low-frequency
+    (VAE) branch; `arcface` and `parsed_face` (grey face on white, what EVA-CLIP sees) for the high-frequency one.
+    The other fields are Identity's, with the same meaning.
+    """
+
+    arcface: np.ndarray  # [512] float32, raw ArcFace embedding
+    parsed_face: torch.Tensor  # [1, 3, H, W] float32 on the CPU, grey face on white in [0, 1]
+    face_image: np.ndarray
+    kps: np.ndarray
+    bbox: np.ndarray
+    face_kps: np.ndarray
+    source_size: tuple[int, int]
+    work_size: tuple[int, int]
+    face_count: int
+    detector: str
+    aligned_with: str
+    embedding_source: str
+    det_score: float
+    align_error: float
+    selection: str
+
+
 def average_identities(identities: Sequence[Identity]) -> Identity:
     """One identity from several photos of the same person.
 

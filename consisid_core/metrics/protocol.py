@@ -8,6 +8,7 @@ import numpy as np
 
 from ..choices import SCORE_PROTOCOLS as PROTOCOLS
 from ..errors import UnsupportedInputError
+from ..image_input import batch_to_rgb
 
 NUM_FRAMES = 16
 
@@ -53,8 +54,6 @@ def video_frames(frames: Any) -> list[np.ndarray]:
         raise UnsupportedInputError(f"The video has {frames.shape[0]} frame; scoring (motion, frame sampling) needs at least 2.")
     if min(frames.shape[1:3]) < 16:
         raise UnsupportedInputError(f"The video's frames are {frames.shape[2]}x{frames.shape[1]}: too small to hold a face.")
-    if frames.dtype != np.uint8:
-        if not np.issubdtype(frames.dtype, np.floating):
-            raise UnsupportedInputError(f"Unsupported pixel type {frames.dtype}; give uint8 or float frames in [0,1].")
-        frames = np.clip(np.rint(np.nan_to_num(frames.astype(np.float32)) * 255.0), 0, 255).astype(np.uint8)
-    return [np.ascontiguousarray(f) for f in frames]
+    if frames.dtype != np.uint8 and not np.issubdtype(frames.dtype, np.floating):
+        raise UnsupportedInputError(f"Unsupported pixel type {frames.dtype}; give uint8 or float frames in [0,1].")
+    return list(batch_to_rgb(frames))  # the package's one image normaliser (same rule as photos and canvas images)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..face.errors import NoFaceError
-from ..face.image_input import load_rgb
+from ..image_input import load_rgb
 from . import fid as fid_mod
 from .faces import ScoringFace, find_scoring_face
 from .models import EvalModels

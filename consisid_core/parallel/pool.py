@@ -10,7 +10,6 @@ Nothing here imports ComfyUI.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import itertools
 import threading
 import weakref
@@ -22,7 +21,7 @@ import torch
 from ..cancel import Cancelled
 from ..errors import ConsisIDError
 from . import worker_launch
-from .worker_main import receive, send
+from .worker_main import on_cpu, receive, send
 from .config import ParallelConfig, ParallelSetupError
 
 ProgressHook = Callable[[int, int], None]
@@ -30,14 +29,6 @@ ProgressHook = Callable[[int, int], None]
 
 class WorkerError(ConsisIDError):
     """A worker process failed; the pool was shut down and is rebuilt on the next use."""
-
-
-def _on_cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _on_cpu(getattr(value, f.name)) for f in dataclasses.fields(value)})
-    return value
 
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -69,25 +60,33 @@ class ParallelPool:
         self.runtime = dict(runtime if runtime is not None else {"dtype": "fp32"} if device == "cpu" else {})
         self.loras: tuple = ()  # the LoRA stack ((file, strength), ...) of jobs that name none
         self.last_run: dict[int, tuple[str, int]] = {}  # rank -> (how the last job ended, steps it ran)
+        self.cancel_seen: dict[int, int | None] = {}  # rank -> steps done when the last job's cancel reached it
         self._jobs = itertools.count(1)
         self._lock = threading.Lock()
         try:
             self._workers = worker_launch.start(config.world_size, start_timeout)
         except RuntimeError as exc:
             raise WorkerError(f"a parallel worker could not start: {exc}") from None
+        _LIVE.add(self)
+        try:
+            self._load(first_device, gpus, start_timeout)
+        except BaseException:
+            self.close(grace=0)
+            raise
+
+    def _load(self, first_device: int, gpus: int, timeout: float) -> None:
+        """Every rank joins the group on its GPU and loads its transformer; raises the first failure's line."""
         port = _free_port()
         for worker in self._workers:
             index = (first_device + worker.rank) % gpus if gpus else 0
-            self._send(worker, ("setup", {"config": config, "port": port, "model_path": self.model_path,
-                                          "device": device, "device_index": index, "runtime": self.runtime}))
+            self._send(worker, ("setup", {"config": self.config, "port": port, "model_path": self.model_path,
+                                          "device": self.device, "device_index": index, "runtime": self.runtime}))
         ready = set()
-        while len(ready) < config.world_size:
-            worker, message = self._receive(start_timeout, "load the model")
+        while len(ready) < len(self._workers):
+            worker, message = self._receive(timeout, "load the model")
             if message[0] != "ready":
-                self.close(grace=0)
                 raise WorkerError(f"parallel worker {worker.rank} could not start: {message[-1]}")
             ready.add(worker.rank)
-        _LIVE.add(self)
 
     @property
     def alive(self) -> bool:
@@ -120,7 +119,7 @@ class ParallelPool:
             self._check_alive()
             job_id = next(self._jobs)
             cache = settings.get("cache")
-            job = ("job", job_id, _on_cpu(text), _on_cpu(global_cond), _on_cpu(local), settings,
+            job = ("job", job_id, on_cpu(text), on_cpu(global_cond), on_cpu(local), settings,
                    tuple(self.loras if loras is None else loras))
             for worker in self._workers:
                 self._send(worker, job)
@@ -153,10 +152,11 @@ class ParallelPool:
                 except BaseException as exc:  # ComfyUI's progress bar raises on Cancel
                     stop = exc
             elif message[0] == "end":
-                _, _, rank, status, steps, payload, stats = message
-                ended[rank] = (status, steps, payload, stats)
-        self.last_run = {rank: (status, steps) for rank, (status, steps, _, _) in ended.items()}
-        status, _, video, stats = ended[0]
+                _, _, rank, status, steps, payload, stats, seen = message
+                ended[rank] = (status, steps, payload, stats, seen)
+        self.last_run = {rank: (status, steps) for rank, (status, steps, *_) in ended.items()}
+        self.cancel_seen = {rank: seen for rank, (*_, seen) in ended.items()}
+        status, _, video, stats, _ = ended[0]
         if stop is not None:
             raise stop  # also when the run ended before the cancel reached the workers: the caller asked to stop
         if status == "cancelled":

@@ -52,8 +52,9 @@ def _tie_to_parent(parent: int) -> None:
         os._exit(3)
 
 
-def _read_forever(conn: Connection, inbox: queue.Queue, cancelled: set) -> None:
-    """Route the parent's messages; the parent gone (socket closed) ends this process at once."""
+def _read_forever(conn: Connection, inbox: queue.Queue, cancelled: dict, current: dict) -> None:
+    """Route the parent's messages (a cancel is noted with the step the job had reached); the parent gone (socket
+    closed) ends this process at once."""
     while True:
         try:
             message = receive(conn)
@@ -62,7 +63,7 @@ def _read_forever(conn: Connection, inbox: queue.Queue, cancelled: set) -> None:
         except BaseException as exc:  # a message that cannot be read here: the main thread reports it
             message = ("unreadable", _line(exc))
         if message[0] == "cancel":
-            cancelled.add(message[1])
+            cancelled[message[1]] = current["step"]
         else:
             inbox.put(message)
 
@@ -71,7 +72,8 @@ def _line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
-def _on_cpu(value: Any) -> Any:
+def on_cpu(value: Any) -> Any:
+    """Tensors (also inside dataclasses such as the conditioning stages) moved to the CPU for sending."""
     import dataclasses
 
     import torch
@@ -79,7 +81,7 @@ def _on_cpu(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _on_cpu(getattr(value, f.name)) for f in dataclasses.fields(value)})
+        return dataclasses.replace(value, **{f.name: on_cpu(getattr(value, f.name)) for f in dataclasses.fields(value)})
     return value
 
 
@@ -104,17 +106,20 @@ class _Worker:
 
         send(self.conn, ("info", self.rank, describe(self.engine)))
 
-    def run(self, job: tuple, cancelled: set) -> None:
+    def run(self, job: tuple, cancelled: dict, current: dict) -> None:
         """Denoise one job; every rank reports how it ended and after how many steps, rank 0 the latents."""
         from ..cancel import Cancelled
         from ..engine.lora import use_loras
 
         _, job_id, text, global_cond, local, settings, loras = job
         writer, steps = self.plan.is_writer, 0
+        current["step"] = 0
+        if job_id in cancelled:  # cancelled before it started
+            cancelled[job_id] = 0
 
         def step_done(step: int, total: int, latents) -> None:
             nonlocal steps
-            steps = step
+            steps = current["step"] = step
             if self.plan.agree(job_id in cancelled):  # all ranks stop at the same step
                 raise Cancelled("cancelled")
             if writer:
@@ -124,14 +129,14 @@ class _Worker:
             use_loras(self.engine, tuple(loras))
             video = self.engine.denoise(text, global_cond, local, callback=step_done, **settings)
             cache = settings.get("cache")
-            send(self.conn, ("end", job_id, self.rank, "done", steps, _on_cpu(video) if writer else None,
-                            cache if writer else None))
+            send(self.conn, ("end", job_id, self.rank, "done", steps, on_cpu(video) if writer else None,
+                             cache if writer else None, cancelled.get(job_id)))
         except Cancelled:
-            send(self.conn, ("end", job_id, self.rank, "cancelled", steps, None, None))
+            send(self.conn, ("end", job_id, self.rank, "cancelled", steps, None, None, cancelled.get(job_id)))
         except BaseException as exc:  # the worker's own error line goes to the caller
-            send(self.conn, ("end", job_id, self.rank, "failed", steps, _line(exc), None))
+            send(self.conn, ("end", job_id, self.rank, "failed", steps, _line(exc), None, None))
         finally:
-            cancelled.discard(job_id)
+            cancelled.pop(job_id, None)
 
     def close(self) -> None:
         import torch.distributed as dist
@@ -150,8 +155,9 @@ def main() -> None:
     conn.send_bytes(bytes.fromhex(os.environ.pop(ENV_KEY)))
     send(conn, ("hello", rank, os.getpid()))
     inbox: queue.Queue = queue.Queue()
-    cancelled: set = set()
-    threading.Thread(target=_read_forever, args=(conn, inbox, cancelled), name="consisid-parent-watch",
+    cancelled: dict = {}  # job id -> the step its job had reached when the cancel arrived
+    current = {"step": 0}
+    threading.Thread(target=_read_forever, args=(conn, inbox, cancelled, current), name="consisid-parent-watch",
                      daemon=True).start()
     try:
         worker = _Worker(conn, rank, inbox.get()[1])
@@ -166,9 +172,9 @@ def main() -> None:
         if message[0] == "info":
             worker.info()
         elif message[0] == "job":
-            worker.run(message, cancelled)
+            worker.run(message, cancelled, current)
         elif message[0] == "unreadable":  # fails the job the parent is waiting for
-            send(conn, ("end", None, rank, "failed", 0, message[1], None))
+            send(conn, ("end", None, rank, "failed", 0, message[1], None, None))
     worker.close()
     conn.close()
 

@@ -281,28 +281,41 @@ def test_comfyui_loads_our_models_and_free_unloads_them(server):
     async def main():
         async with comfy_server.Client(server) as client:
             await _upload_face(client)
-            before = len(server.log())
+            status, _ = await client.post_json("/free", {"unload_models": True})  # (earlier tests loaded them)
+            assert status == 200
+            await asyncio.sleep(1.0)
+            log = server.log()
+            face_loaded = log.rfind("Requested to load ConsisIDFaceModels")
+            face_unloaded = log.rfind("ConsisID: ComfyUI unloaded ConsisIDFaceModels")
+            before = len(log)
             await _run_ok(client, tiny("consisid_core_video_api.json", seed=5))
             loaded = server.log()[before:]
             status, _ = await client.post_json("/free", {"unload_models": True})
             assert status == 200
-            for _ in range(50):
-                if all(f"ComfyUI unloaded {name}" in server.log() for name in ours):
+            for _ in range(150):  # (ComfyUI's log may reach the file late under load)
+                if all(f"ComfyUI unloaded {name}" in server.log()[before:] for name in ours):
                     break
                 await asyncio.sleep(0.2)
-            freed = server.log()
             _events, outputs = await _run_ok(client, tiny("consisid_core_video_api.json", seed=6))
-            return loaded, freed, outputs
+            await asyncio.sleep(1.0)
+            freed = server.log()[before:]
+            face = (face_loaded, face_unloaded, log, freed)
+            return loaded, freed, outputs, face
 
-    loaded, freed, outputs = run(main())
+    loaded, freed, outputs, (face_loaded, face_unloaded, log, freed_tail) = run(main())
+    if face_loaded < 0:  # the face nodes ran in this test's run: their load and unload are in its part of the log
+        assert "Requested to load ConsisIDFaceModels" in loaded and "unloaded ConsisIDFaceModels" in freed_tail
+    else:  # loaded by an earlier test (their outputs are cached): unloaded since, by a /free
+        assert "loaded completely" in log[face_loaded:face_loaded + 300]
+        assert face_unloaded > face_loaded or "unloaded ConsisIDFaceModels" in freed_tail, "the face models left on /free"
     lines = loaded.splitlines()
-    for name in ours:
-        at = [i for i, line in enumerate(lines) if f"Requested to load {name}" in line]
-        assert at, f"{name} was loaded by ComfyUI's memory manager"
-        assert any("loaded completely" in line or "loaded partially" in line for line in lines[at[0]:at[0] + 3]), \
-            f"ComfyUI's own load line follows for {name}"
-    for name in ours:
-        assert f"ConsisID: ComfyUI unloaded {name}" in freed, f"{name} left ComfyUI's loaded models on /free"
+    for name in ours[:3]:  # (the face nodes' outputs may be cached from earlier tests: their load is checked below)
+        assert any(f"Requested to load {name}" in line for line in lines), f"{name} was loaded by ComfyUI"
+    own = [line for line in lines if "loaded completely" in line or "loaded partially" in line]
+    assert len(own) >= 3, f"ComfyUI's own load line for each model: {own}"
+    for name in ours[:3]:
+        assert f"ConsisID: ComfyUI unloaded {name}" in freed, \
+            f"{name} left ComfyUI's loaded models on /free:\n" + "\n".join(freed.splitlines()[-40:])
     print("\n" + "\n".join(line for line in loaded.splitlines() if "load" in line))
     assert outputs
 
@@ -335,13 +348,8 @@ def test_bad_inputs_come_back_as_node_errors(server):
     assert "'NotDownloaded' was not found" in loader[0]["errors"][0]["details"]
     assert no_face.outcome == "execution_error"
     error = no_face.of("execution_error")[0]
-    names = {"ConsisIDFaceCropAlign": "Face Crop&Align", "ConsisIDLocalExtractor": "Local Extractor"}
-    assert error["node_type"] in names
+    assert error["node_type"] == "ConsisIDFaceCropAlign", "the one node that reads the photo"
     assert "No usable face in the 12x12 photo" in error["exception_message"]
-    other = [name for node, name in names.items() if node != error["node_type"]][0]
-    assert error["exception_message"].rstrip().endswith(
-        f"Found by {names[error['node_type']]}; {other} looks for the face in the same photo, so it is the same photo "
-        "problem whichever node reports it.")
 
 
 def _chromium() -> str:

@@ -13,7 +13,7 @@ import consisid_core
 from consisid_core.engine import engine as engine_module
 from consisid_core.engine.conditioning import to_pil_rgb
 from consisid_core.engine.engine import ConsisIDEngine
-from consisid_core.face.image_input import load_rgb
+from consisid_core.image_input import load_rgb
 from consisid_core.runtime import resolve_runtime
 from support.engine_inputs import PROMPT, face_image, identity
 
@@ -141,6 +141,45 @@ def test_rgba_is_composited_on_white_and_float_255_is_not_saturated():
     assert np.array_equal(composited[:, -1], rgba[:, -1, :3]), "alpha 255 -> the colour itself"
     rgb = np.array(face_image())
     assert np.array_equal(np.array(to_pil_rgb(rgb.astype(np.float32))), rgb)
+
+
+def _video(channels: int = 3) -> np.ndarray:
+    """4 frames of the face, the last channel of an RGBA video a left-to-right alpha ramp."""
+    frames = np.stack([np.roll(np.array(face_image()), 7 * k, axis=1) for k in range(4)])
+    if channels == 4:
+        ramp = np.tile(np.linspace(0, 255, frames.shape[2]).astype(np.uint8), (4, frames.shape[1], 1))
+        frames = np.concatenate([frames, ramp[..., None]], axis=-1)
+    return frames
+
+
+@pytest.mark.parametrize("name, video", [
+    ("float [0,1] tensor with overshoot", torch.from_numpy(_video()).float() / 255.0 * 1.04 - 0.01),
+    ("RGBA float tensor", torch.from_numpy(_video(4)).float() / 255.0),
+    ("float 0..255", _video().astype(np.float32)),
+    ("uint8", _video()),
+])
+def test_photos_canvas_images_and_frames_share_one_normaliser(name, video):
+    """Frames for the mp4 and for scoring are read exactly like photos and canvas images (frame by frame)."""
+    from consisid_core.metrics.protocol import video_frames
+    from consisid_core.video import frames_to_uint8
+
+    expected = np.stack([load_rgb(frame) for frame in video])
+    assert np.array_equal(frames_to_uint8(video), expected), name
+    if video.shape[-1] == 3:  # scoring takes RGB videos only
+        assert np.array_equal(np.stack(video_frames(video)), expected), name
+
+
+def test_float_ranges_follow_one_rule():
+    """Floats are [0, 1] (a small overshoot is clipped, not read as 0..255); past 2 an image is 0..255, decided
+    once per batch so a dark frame of a 0..255 video is not blown up."""
+    from consisid_core.image_input import batch_to_rgb
+
+    over = np.full((8, 8, 3), 1.3, np.float32)
+    assert load_rgb(over).min() == 255, "overshoot -> white"
+    assert load_rgb(over * 100).max() == round(130 / 255 * 255), "a 0..255 image is divided by 255"
+    dark_then_bright = np.stack([np.full((8, 8, 3), 1.5, np.float32), np.full((8, 8, 3), 200.0, np.float32)])
+    out = batch_to_rgb(dark_then_bright)
+    assert out[0].max() == 2 and out[1].min() == 200
 
 
 def test_fp32_latents_decode_like_bf16_ones(bf16_engine):

@@ -25,7 +25,7 @@ def comfy_root(tmp_path_factory) -> Path:
     return base
 
 
-_KEPT: list = []  # handles of earlier tests: their face memo saves re-running face extraction (seconds each)
+_KEPT: list = []  # handles of earlier tests: kept alive so later tests reuse their loaded models (seconds each)
 
 
 @pytest.fixture

@@ -247,9 +247,8 @@ def test_photo_without_a_face_is_a_clear_node_error(comfyui, blind_model, node):
     assert type(error.value).__name__ == "ConsisIDNodeError"
     assert message.startswith(f"{cls.DISPLAY_NAME} ({node}): No usable face in the 451x300 photo")
     assert "clear, frontal, well-lit face" in message and "face_selection" in message
-    other = comfyui.mappings[({"ConsisIDFaceCropAlign", "ConsisIDLocalExtractor"} - {node}).pop()].DISPLAY_NAME
-    assert message.endswith(f"Found by {cls.DISPLAY_NAME}; {other} looks for the face in the same photo, so it is "
-                            "the same photo problem whichever node reports it."), message
+    legacy = "The Local Extractor read this photo itself through its legacy image input; connect Face Crop&Align's"
+    assert (legacy in message) == (node == "ConsisIDLocalExtractor"), message  # the photo is read once otherwise
 
 
 def test_no_face_in_a_workflow_stops_at_the_face_node(comfyui):
@@ -261,10 +260,8 @@ def test_no_face_in_a_workflow_stops_at_the_face_node(comfyui):
         failure = _run_error(comfyui, tiny_prompt(image="tiny.png"))
     finally:
         os.remove(comfyui.root / "input" / "tiny.png")
-    assert failure.class_type in ("ConsisIDFaceCropAlign", "ConsisIDLocalExtractor")
+    assert failure.class_type == "ConsisIDFaceCropAlign", "the one node that reads the photo"
     assert "No usable face in the 12x12 photo" in str(failure.exception)
-    found_by = comfyui.mappings[failure.class_type].DISPLAY_NAME
-    assert f"Found by {found_by}; " in str(failure.exception) and "same photo problem" in str(failure.exception)
 
 
 def test_face_index_past_the_last_face_says_how_many_there_are(comfyui):

@@ -173,8 +173,6 @@ def test_cancel_during_face_extraction_stops_before_the_next_model(comfyui, monk
     inputs = prompt[_only(prompt, "ConsisIDFaceModelsLoader")]["inputs"]
     (face_handle,) = loader.load(**inputs)
     models = face_handle.get()
-    for handle in comfyui.registry.handles("face"):
-        handle._memo.clear()  # extract for real (not from an earlier test's memo)
     eva_calls = []
     hook = models.eva.register_forward_pre_hook(lambda m, a: eva_calls.append(1))
     detect = models.landmarker.detect

@@ -1,6 +1,8 @@
 """ConsisID Parallel Workers in the canvas stand-in: the Sampler's denoising on two CPU worker processes (gloo)
 equals the single-process graph; progress, Cancel (all ranks stop at the same step, the group stays usable) and
-release (what /free does). One worker group is started for the whole module (tens of seconds on 2 cores)."""
+release (what /free does). One worker group is started for the whole module (tens of seconds on 2 cores).
+On a GPU machine (ComfyUI's device cuda:0, fake worker groups): the group's patcher sits on that device, sized
+like a rank's transformer, carries the loader's settings and LoRA chain, and ComfyUI's unload stops it."""
 
 from __future__ import annotations
 

@@ -89,9 +89,11 @@ def test_cancel_stops_every_worker_at_its_next_step(pool, engine, inputs):
     with pytest.raises(KeyboardInterrupt):  # ComfyUI's progress bar raises on Cancel
         pool.denoise(*inputs, progress=lambda s, t: seen.append(s) or (s >= 3 and _interrupt()), **long)
     steps = {rank: steps for rank, (status, steps) in pool.last_run.items()}
-    print(f"cancelled at progress step {seen[-1]}: the ranks stopped after {steps} of 200 steps")
+    print(f"cancelled at progress step {seen[-1]}: the cancel reached the ranks after steps {pool.cancel_seen}, "
+          f"they stopped after {steps} of 200 steps")
     assert set(s for s, _ in pool.last_run.values()) == {"cancelled"}
-    assert steps[0] == steps[1] and 3 <= steps[0] <= seen[-1] + 3  # the same step on every rank, right after
+    assert steps[0] == steps[1] >= 3  # the same step on every rank...
+    assert steps[0] <= min(pool.cancel_seen.values()) + 1  # ...the end of the step during which the cancel arrived
     class Interrupted(Exception):  # ComfyUI's throw_exception_if_processing_interrupted raises from the hook
         pass
 

@@ -26,6 +26,15 @@ def get_key_weight(model, key):
     return getattr(op, attr), set_func, convert_func
 
 
+def _restore_backups(patcher):
+    """Put the unpatched weights back (ComfyUI does this inside unpatch_model)."""
+    for key, weight in patcher.backup.items():
+        op_name, attr = key.rsplit(".", 1)
+        setattr(patcher.model.get_submodule(op_name), attr, torch.nn.Parameter(weight, requires_grad=False))
+    patcher.backup.clear()
+    patcher.model.current_weight_patches_uuid = None
+
+
 class ModelPatcher:
     def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
         self.size = size
@@ -117,16 +126,9 @@ class ModelPatcher:
         else:
             set_func(out, inplace_update=inplace_update, seed=0)
 
-    def _restore_backups(self):
-        for key, weight in self.backup.items():
-            op_name, attr = key.rsplit(".", 1)
-            setattr(self.model.get_submodule(op_name), attr, torch.nn.Parameter(weight, requires_grad=False))
-        self.backup.clear()
-        self.model.current_weight_patches_uuid = None
-
     def load(self, device_to=None, lowvram_model_memory=0, force_patch_weights=False, full_load=False):
         if self.model.current_weight_patches_uuid not in (None, self.patches_uuid):
-            self._restore_backups()  # another clone's patches are on the weights
+            _restore_backups(self)  # another clone's patches are on the weights
         if self.model.current_weight_patches_uuid is None:
             for key in self.patches:
                 self.patch_weight_to_device(key, device_to)
@@ -142,7 +144,7 @@ class ModelPatcher:
 
     def unpatch_model(self, device_to=None, unpatch_weights=True):
         if unpatch_weights:
-            self._restore_backups()
+            _restore_backups(self)
             if device_to is not None:
                 self.model.to(device_to)
                 self.model.device = device_to
