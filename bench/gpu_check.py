@@ -100,7 +100,7 @@ def memory_mode_row(mode: str) -> Callable[[Context], list[Row]]:
 
 
 def comfy_model_factory(cuda: bool) -> tuple[Callable | None, str]:
-    """`nodes.comfy_ops.make_comfy_model` when ComfyUI imports and the adapter provides it, else (None, why not).
+    """`nodes.comfy_memory.make_comfy_model` when ComfyUI imports and the adapter provides it, else (None, why not).
 
     Contract: `make_comfy_model(engine, device)` returns ComfyUI's stock ModelPatcher around the engine's
     transformer; the row calls its `model_size()`, `load(device, lowvram_model_memory=budget)`, `loaded_size()`
@@ -118,12 +118,12 @@ def comfy_model_factory(cuda: bool) -> tuple[Callable | None, str]:
     try:
         import importlib
 
-        comfy_ops = importlib.import_module("nodes.comfy_ops")  # ours: the repository root comes first on sys.path
+        comfy_ops = importlib.import_module("nodes.comfy_memory")  # ours: the repository root comes first on sys.path
     except Exception as exc:
-        return None, f"skipped: nodes.comfy_ops does not import ({type(exc).__name__}: {str(exc)[:60]})"
+        return None, f"skipped: nodes.comfy_memory does not import ({type(exc).__name__}: {str(exc)[:60]})"
     make = getattr(comfy_ops, "make_comfy_model", None)
     if make is None:
-        return None, "skipped: nodes.comfy_ops has no make_comfy_model(engine, device) yet"
+        return None, "skipped: nodes.comfy_memory has no make_comfy_model(engine, device)"
     return make, ""
 
 

@@ -13,3 +13,7 @@ class ModelFilesError(ConsisIDError, FileNotFoundError):
 
 class UnsupportedInputError(ConsisIDError, ValueError):
     """A generation setting the loaded checkpoint cannot honour (size, frame count, prompt type...)."""
+
+
+class InputFileError(ConsisIDError, ValueError):
+    """A file given on the command line or in a jobs file cannot be used (missing, not an image, not writable)."""

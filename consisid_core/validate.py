@@ -12,15 +12,11 @@ import urllib.parse
 import warnings
 from pathlib import Path
 
-from .errors import ConsisIDError, UnsupportedInputError
+from .errors import InputFileError as InputFileError, UnsupportedInputError
 
 SEED_MODULUS = 2**64  # torch generators take 64-bit seeds; ComfyUI seed widgets span the same range
 MAX_FPS = 240.0
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")  # containers that hold the H.264 stream we encode
-
-
-class InputFileError(ConsisIDError, ValueError):
-    """A file given on the command line or in a jobs file cannot be used (missing, not an image, not writable)."""
 
 
 def normalise_seed(seed: int) -> int:
@@ -82,15 +78,15 @@ def check_image_file(path: str | os.PathLike, what: str = "face photo") -> Path:
 
 def check_output_file(path: str | os.PathLike, overwrite: bool = False, suffixes: tuple[str, ...] = VIDEO_SUFFIXES,
                       option: str = "--out") -> Path:
-    """An output video file we may write (the rules of consisid_core.cli.output_paths). Nothing is created."""
-    from .cli.output_paths import check_output_file as check
+    """An output video file we may write (the rules of consisid_core.output_paths). Nothing is created."""
+    from .output_paths import check_output_file as check
 
     return check(path, option=option, overwrite=overwrite, suffixes=suffixes, what="the video is H.264")
 
 
 def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
     """A folder for videos and results.jsonl we may create or write into (not a file, no file on its way)."""
-    from .cli.output_paths import check_output_folder as check
+    from .output_paths import check_output_folder as check
 
     return check(path, option=option, purpose="the videos and results.jsonl")
 

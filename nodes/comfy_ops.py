@@ -179,9 +179,3 @@ def uncovered(model: nn.Module) -> list[str]:
             if _HOOKED not in module.__dict__ and not _covered_by_op(module)
             for t, _, _ in own_tensors(module)]
 
-
-def make_comfy_model(engine, device):
-    """bench/gpu_check.py's entry: see `comfy_memory.make_comfy_model`."""
-    from .comfy_memory import make_comfy_model as make
-
-    return make(engine, device)

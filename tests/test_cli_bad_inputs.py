@@ -106,7 +106,7 @@ def no_training(monkeypatch):
 
 def _read_only(monkeypatch, folder: Path) -> None:
     """A read-only mount under `folder` (root ignores chmod, so the probe file is refused as EROFS would be)."""
-    import consisid_core.cli.output_paths as output_paths
+    import consisid_core.output_paths as output_paths
 
     real = output_paths._make_probe
     folder = folder.resolve()
@@ -440,7 +440,7 @@ def test_numbers_must_be_finite_even_without_a_bound():
 
 
 def test_output_paths_never_replace_a_file_or_write_into_a_model(tmp_path):
-    from consisid_core.cli import output_paths as op
+    from consisid_core import output_paths as op
     from consisid_core.errors import ConsisIDError
 
     (tmp_path / "model").mkdir()
@@ -461,7 +461,7 @@ def test_output_paths_never_replace_a_file_or_write_into_a_model(tmp_path):
 
 
 def test_a_result_folder_is_swapped_in_only_when_complete(tmp_path):
-    from consisid_core.cli.output_paths import replace_folder_through_partial
+    from consisid_core.output_paths import replace_folder_through_partial
 
     target = tmp_path / "transformer"
     target.mkdir()

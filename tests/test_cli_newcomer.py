@@ -184,7 +184,7 @@ def test_readme_documents_the_newcomer_path_with_commands_that_parse():
     import shlex
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert "about an hour on a loaded 2-core machine" in readme
+    assert "The whole suite takes about 20 minutes on 2 cores" in readme
     commands = [line.split("#")[0] for line in readme.splitlines() if line.startswith("consisid ")]
     assert any(c.startswith("consisid demo-model") for c in commands), commands
     for command in commands:

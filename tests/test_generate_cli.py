@@ -165,7 +165,7 @@ def test_read_only_out_is_refused_before_any_model(capsys, cli_files, monkeypatc
     """Root writes through chmod, so a read-only mount is simulated where the probe file is created."""
     import errno
 
-    import consisid_core.cli.output_paths as output_paths
+    import consisid_core.output_paths as output_paths
 
     def read_only(folder):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_outputs(args: argparse.Namespace, job_names: list[str]) -> None:
     """--out and --plot are usable before any scoring model loads (nothing is ever replaced unasked)."""
-    from .output_paths import check_new_files, check_output_file, check_output_folder
+    from ..output_paths import check_new_files, check_output_file, check_output_folder
 
     models = (args.model,)
     check_output_file(args.out, option="--out", overwrite=args.overwrite, suffixes=(".csv",),
@@ -56,7 +56,7 @@ def write_plot(image, path: Path, overwrite: bool) -> None:
     import cv2
 
     from ..errors import ConsisIDError
-    from .output_paths import write_through_partial
+    from ..output_paths import write_through_partial
 
     def _write(partial: Path) -> None:
         if not cv2.imwrite(str(partial), image[:, :, ::-1]):

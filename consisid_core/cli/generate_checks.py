@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import validate
 from ..errors import ConsisIDError, UnsupportedInputError
 from ..text_input import check_prompt
-from .output_paths import check_output_file
+from ..output_paths import check_output_file
 
 
 def check_arguments(args: argparse.Namespace, face_path: Path) -> None:

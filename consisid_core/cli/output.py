@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import validate
-from .output_paths import write_through_partial
+from ..output_paths import write_through_partial
 
 
 REFUSAL_GRACE_S = 3.0

@@ -40,7 +40,7 @@ def check_arguments(args: argparse.Namespace) -> list:
     from ..face.selection import check_selection
     from ..training.captions import read_caption_table
     from ..training.prepare import clip_sources
-    from .output_paths import check_not_in_models
+    from ..output_paths import check_not_in_models
 
     validate.check_whole(args.stride, "--stride", 1, hint="take every Nth frame; the paper uses 3")
     validate.check_whole(args.cross_faces, "--cross-faces", 0)
@@ -57,7 +57,7 @@ def check_dataset_folder(out: Path, model: Path) -> None:
     """--out: a new or empty folder, or a dataset made by prepare-data (resumed); never the model folder."""
     from ..errors import ConsisIDError
     from ..training.manifest import MANIFEST, SETTINGS
-    from .output_paths import check_output_folder
+    from ..output_paths import check_output_folder
 
     check_output_folder(out, option="--out", purpose="the dataset", models=[model])
     out = Path(out).expanduser()

@@ -57,7 +57,7 @@ def takes_from_args(args: argparse.Namespace) -> "TakesRun | None":
     from .. import validate
     from ..takes import plan_takes
     from ..takes.rank import MOTION_FLOOR
-    from .output_paths import check_new_files
+    from ..output_paths import check_new_files
 
     asked = args.takes != 1 or args.pick_at is not None or args.keep_takes or args.take_seeds is not None
     if not asked:
@@ -165,7 +165,7 @@ class TakesRun:
     def write(self, fps: float) -> list[Path]:
         """The ranking table (text and JSON) next to --out, and every take with --keep-takes."""
         from .output import write_video_file
-        from .output_paths import write_text_through_partial
+        from ..output_paths import write_text_through_partial
 
         out = Path(self.args.out).expanduser()
         overwrite = getattr(self.args, "overwrite", False)

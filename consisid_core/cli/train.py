@@ -132,7 +132,7 @@ def check_run_folder(args: argparse.Namespace, config) -> None:
     from ..errors import ConsisIDError
     from ..training import checkpoints
     from ..training.adapters import LORA_FILE
-    from .output_paths import check_not_in_models, check_output_folder
+    from ..output_paths import check_not_in_models, check_output_folder
 
     out = Path(args.out).expanduser()
     check_output_folder(out, option="--out", purpose="the run (checkpoints/ and the result)", models=[args.model])

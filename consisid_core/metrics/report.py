@@ -24,7 +24,7 @@ def _cell(value) -> str:
 def write_csv(path: str | os.PathLike, scores: FolderScores, overwrite: bool = True) -> Path:
     """One row per video, then an `Average` row (and `SetFID` for the fixed protocol); written to a partial file
     and renamed, so a failure leaves no half table (an existing file is replaced only with `overwrite`)."""
-    from ..cli.output_paths import write_through_partial
+    from ..output_paths import write_through_partial
 
     return write_through_partial(path, lambda partial: _write_rows(partial, scores), overwrite=overwrite)
 

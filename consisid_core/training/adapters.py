@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli.output_paths import replace_folder_through_partial, write_through_partial
+from ..output_paths import replace_folder_through_partial, write_through_partial
 from .recipe import LORA_TARGETS, TrainConfig
 
 FACE_MODULES = ("local_facial_extractor", "perceiver_cross_attention")

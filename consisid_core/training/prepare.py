@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..cli.output_paths import write_text_through_partial, write_through_partial
+from ..output_paths import write_text_through_partial, write_through_partial
 from ..engine.text import encode_prompt
 from ..errors import ConsisIDError
 from . import clips as clip_io

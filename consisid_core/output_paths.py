@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ..validate import InputFileError
+from .errors import InputFileError
 
 PathLike = str | os.PathLike
 
