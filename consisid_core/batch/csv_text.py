@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 
 from ..errors import ConsisIDError
-
-_OTHER_BOMS = (
-    (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
-)
-SAVE_AS_UTF8 = "save it as UTF-8 (e.g. Excel: 'CSV UTF-8'; LibreOffice: character set 'Unicode (UTF-8)')"
+from ..text_input import SAVE_AS_UTF8 as SAVE_AS_UTF8, TextInputError, decode_utf8
 
 
 class JobsFileError(ConsisIDError, ValueError):
@@ -20,22 +14,11 @@ class JobsFileError(ConsisIDError, ValueError):
 
 
 def decode(data: bytes, name: str) -> str:
-    """UTF-8 text of the file (a UTF-8 BOM is dropped); any other encoding is refused naming the line."""
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    for bom, encoding in _OTHER_BOMS:
-        if data.startswith(bom):
-            raise JobsFileError(f"{name} is {encoding} text; {SAVE_AS_UTF8}")
+    """UTF-8 text of the file (a UTF-8 BOM is dropped); any other encoding is refused naming the line (text_input)."""
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        byte = data[exc.start]
-        guess = data[exc.start : exc.start + 1].decode("cp1252", errors="replace")
-        raise JobsFileError(
-            f"{name} is not UTF-8: line {line} has byte 0x{byte:02x} ({guess!r} in Latin-1/Windows-1252, the "
-            f"usual cause); {SAVE_AS_UTF8}"
-        ) from None
+        return decode_utf8(data, name)
+    except TextInputError as exc:
+        raise JobsFileError(str(exc)) from None
 
 
 FIELD_LIMIT = 1 << 20  # characters in one CSV field (Python's csv default is 131072); T5 reads ~226 tokens anyway
