@@ -47,8 +47,8 @@ def _stopped_by_comfyui(patcher) -> None:
             _stop_groups()
 
 
-class _Workers(torch.nn.Module):
-    """What ComfyUI sees of the worker group: a named placeholder (the weights live in the worker processes)."""
+class ConsisIDWorkerGroup(torch.nn.Module):
+    """What ComfyUI sees (and logs) of the worker group: a named placeholder (the weights live in the workers)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,7 +82,7 @@ def workers_patcher(load_device, size: int):
     from comfy.patcher_extension import CallbacksMP
 
     cls = _patcher_class(comfy.model_patcher.ModelPatcher)
-    patcher = cls(_Workers(), load_device=torch.device(load_device), offload_device=torch.device("cpu"),
+    patcher = cls(ConsisIDWorkerGroup(), load_device=torch.device(load_device), offload_device=torch.device("cpu"),
                   size=max(int(size), 1))
     patcher.add_callback(CallbacksMP.ON_DETACH, lambda p, unpatch_all: unpatch_all and _stopped_by_comfyui(p))
     return patcher

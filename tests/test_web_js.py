@@ -87,12 +87,38 @@ const appended = [];
 globalThis.document = {
   body: { appendChild(el) { appended.push(el); } },
   getElementById(id) { return appended.find((e) => e.id === id && !e.removed) ?? null; },
-  createElement() { return { style: {}, innerHTML: "", remove() { this.removed = true; }, querySelector() { return {}; } }; },
+  createElement() {
+    return { style: {}, innerHTML: "", remove() { this.removed = true; }, q: {},
+             querySelector(sel) { return (this.q[sel] ??= {}); } };
+  },
 };
 const [x, y] = face.__consisidBadgeRect ?? [200, -20];
 result.clickOutside = face.onMouseDown({}, [x - 50, y + 100]) ?? null;
 result.clickInside = face.onMouseDown({}, [x + 2, y + 2]) ?? null;
 result.popup = appended.filter((e) => !e.removed).map((e) => e.innerHTML).join("");
+const box = appended.find((e) => e.id === "consisid-status-popup" && !e.removed);
+const tooltipRule = () => appended.filter((e) => e.id === "consisid-status-popup-style" && !e.removed)
+  .map((e) => e.textContent).join("");
+result.popupCss = box?.style.cssText ?? null;
+result.tooltipRuleOpen = tooltipRule();
+box?.q["#consisid-status-close"]?.onclick?.();
+result.tooltipRuleClosed = tooltipRule();
+result.popupClosed = !appended.some((e) => e.id === "consisid-status-popup" && !e.removed);
+// freshly placed nodes: the canvas gives them a width from their slots and widgets only
+const fresh = {};
+for (const [type, title] of [["ConsisIDFaceModelsLoader", "ConsisID Face Models Loader"],
+                             ["ConsisIDGlobalExtractor", "Global Extractor"], ["KSampler", "KSampler"]]) {
+  const node = new (makeType(type))();
+  Object.assign(node, { type, comfyClass: type, title, size: [150, 80], flags: {}, widgets: [] });
+  node.onNodeCreated?.();
+  fresh[type] = { width: node.size[0] };
+  if (type === "ConsisIDFaceModelsLoader") {
+    node.widgets = [{ name: "model", value: "ConsisID-preview" }];
+    node.onDrawForeground(ctx);
+    fresh[type].badge = node.__consisidBadgeRect;
+  }
+}
+result.fresh = fresh;
 result.texts = texts;
 result.calls = api.calls;
 result.otherPatched = other.prototype.onMouseDown !== undefined;
@@ -170,6 +196,38 @@ def test_popup_uses_the_cli_words_for_each_status():
         assert f">{status}" not in popup, f"internal status {status!r} shown"
     assert ">MISSING<" in popup and ">missing" not in popup
     assert "WRONG SIZE: why size_mismatch" in popup
+
+
+def test_popup_is_wide_enough_for_its_messages_and_hides_the_node_tooltip():
+    """The popup is at least 700 px wide (up to 92% of the window) with a status column of at least 240 px, so a
+    message like "WRONG SIZE: 443344 bytes on disk, 856461210 expected" wraps into two lines, not word by word;
+    while it is open ComfyUI's node tooltip (.node-tooltip, shown on hover over the title bar) is hidden, and
+    shown again once it is closed."""
+    import re
+
+    from consisid_core import model_status
+
+    result = _run_node(_route_data(1, (model_status.SIZE_MISMATCH,)))
+    width = re.search(r"(?:^|;)width:min\((\d+)px,(\d+)vw\)", result["popupCss"])
+    assert width and int(width[1]) >= 700 and int(width[2]) >= 80, result["popupCss"]
+    columns = re.findall(r"<td style=\"[^\"]*min-width:(\d+)px", result["popup"])
+    assert columns and all(int(c) >= 240 for c in columns), result["popup"][:300]
+    assert re.search(r"\.node-tooltip\s*\{[^}]*display:\s*none", result["tooltipRuleOpen"]), result["tooltipRuleOpen"]
+    assert result["popupClosed"] and result["tooltipRuleClosed"] == "", "closing the popup gives the tooltip back"
+
+
+def test_freshly_placed_nodes_show_their_whole_title_beside_the_badge():
+    """LiteGraph cuts a title wider than the node less two title heights (60 px) and our badge sits at the right of
+    the title bar: a new Face Models Loader or Global Extractor is widened to fit (8 px a character where no canvas
+    measures text); other packs' nodes are left alone."""
+    result = _run_node(_route_data(2))
+    fresh = result["fresh"]
+    for node_type, title in (("ConsisIDFaceModelsLoader", "ConsisID Face Models Loader"),
+                             ("ConsisIDGlobalExtractor", "Global Extractor")):
+        assert fresh[node_type]["width"] - 60 >= len(title) * 8, (node_type, fresh[node_type])
+    x, _, w, _ = fresh["ConsisIDFaceModelsLoader"]["badge"]
+    assert x >= 30 + len("ConsisID Face Models Loader") * 8, "the badge starts right of the title's end"
+    assert fresh["KSampler"]["width"] == 150
 
 
 @pytest.mark.parametrize("mode", ["throw", "404"])

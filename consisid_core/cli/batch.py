@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .score_args import add_score_arguments  # batch --score (identity metrics of every video)
 
     add_score_arguments(parser)
+    from ..batch.takes import add_takes_arguments  # batch --takes N (several seeds per row, the best kept)
+
+    add_takes_arguments(parser)
     parser.add_argument("--parallel", default=None, metavar="LAYOUT",
                         help="each server renders on a group of GPUs: cfg, ulysses=K, ring=R comma-separated "
                              "(e.g. cfg or cfg,ulysses=2); adds a ConsisID Parallel Workers node to the workflow "
@@ -59,11 +62,16 @@ def run(args: argparse.Namespace) -> int:
     if layout is not None:
         options.workflow = with_parallel_workers(options.workflow, layout)
     jobs = load_jobs(args.jobs)
+    from ..batch.takes import takes_for_batch
+
+    takes = takes_for_batch(args, jobs, options.workflow)  # --takes N: checked now; None without it
     if args.score:  # missing scoring files stop the run before any video is made
         from .score_args import check_score_files
 
         check_score_files(args)
-    summary = run_batch(jobs, options)
+    summary = run_batch(jobs if takes is None else takes.jobs, options)
+    if takes is not None:  # score every take, keep each row's best (results.jsonl)
+        takes.pick_with_args(args, options.out_dir)
     if args.score:
         from .score_args import score_batch
 

@@ -18,6 +18,7 @@ from .output import one_line_warnings, terminate_as_interrupt, write_video_file
 from .parallel_args import add_parallel_arguments, built_once, parallel_from_args
 from .lora_args import add_lora_argument, apply_loras, check_lora_files
 from .speed_args import add_teacache_arguments, teacache_from_args
+from .takes_args import add_takes_arguments, takes_from_args
 
 DEFAULT_FACE = Path(__file__).resolve().parents[1] / "assets" / "default_face.png"
 DEFAULT_MODEL = Path("models") / "consisid" / "ConsisID-preview"
@@ -79,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_parallel_arguments(parser)
     add_teacache_arguments(parser)
     add_lora_argument(parser)
+    add_takes_arguments(parser)
 
 
 @contextmanager
@@ -138,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     device, dtype = str(runtime.device), runtime.dtype_name
     face_path = args.face or DEFAULT_FACE
     check_arguments(args, face_path)  # everything checkable without a model, before anything is loaded
+    takes = takes_from_args(args)  # --takes N: checked now; None for a plain run
     loras = check_lora_files(args.lora)
     cache = teacache_from_args(args)
     plan = parallel_from_args(args, device)  # None unless launched by torchrun with a layout
@@ -162,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         if frames is None:  # the configs came with the download / the random model
             height, width, frames = check_video_settings(Path(model), args)
         preflight(Path(model), args.antelopev2_dir, tuple(p for p, _ in loras))
+        if takes is not None:  # scoring models and the reference face, before any model loads
+            takes.prepare_scorer(Path(model), face_path)
         print(f"model: {model}\nface photo: {face_path}\ndevice: {device} ({dtype})", flush=True)
         with _stage("load face models", timings):
             faces = load_face_models(Path(model) / "face_encoder", runtime=runtime, onnx_providers=providers,
@@ -178,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
             height, width = args.height or info.native_height, args.width or info.native_width
             frames = args.frames or info.native_frames
         frames = engine.check_settings(height, width, frames)
+        if takes is not None:  # several seeds, the best written (consisid_core/cli/takes_args.py)
+            return takes.run_and_write(engine, identity, height, width, frames, tiling, cache, timings)
         with _stage("generate", timings):
             from tqdm.auto import tqdm
 

@@ -128,4 +128,20 @@ class VHS_VideoCombine:
         return {"ui": {"gifs": [preview]}, "result": ((save_output, [path]),)}
 
 
-MAPPINGS = {cls.__name__: cls for cls in (LoadImage, CreateVideo, SaveVideo, VHS_VideoCombine)}
+class PrimitiveStringMultiline:
+    """ComfyUI's "String (Multiline)" (comfy_extras/nodes_primitive.py): one text that feeds several inputs."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("STRING", {"multiline": True})}}
+
+    CATEGORY = "utils/primitive"
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "execute"
+
+    def execute(self, value):
+        return (value,)
+
+
+MAPPINGS = {cls.__name__: cls for cls in (LoadImage, CreateVideo, SaveVideo, VHS_VideoCombine,
+                                          PrimitiveStringMultiline)}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from consisid_core.demo.metrics_models import write_eval_models
 from support.node_graph import DEFAULT_PHOTO, FACE_FILE, MODEL_NAME, api_workflow, install_tiny_model, nodes_of
 from support.pack import REPO
 from support.workflows import UI_DIR, UI_TO_API
@@ -48,6 +49,7 @@ from support import comfy_server  # noqa: E402
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfyui_base")
     install_tiny_model(base / "models" / "consisid" / MODEL_NAME)
+    write_eval_models(base / "models")  # random-weight scoring models: the scores and takes templates run too
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     running = comfy_server.start(Path(os.environ["COMFYUI_DIR"]), python, base, REPO, extra_args=["--preview-method", "auto"])
     yield running
@@ -472,3 +474,103 @@ def test_template_browser_shows_our_workflows_with_title_and_thumbnail(server, t
     assert sorted(n[0] for n in opened["nodes"]) == sorted(
         n["type"] for n in json.loads((UI_DIR / f"{open_title}.json").read_text(encoding="utf-8"))["nodes"])
     assert hidden_nodes(opened) == [], "a template opened from the browser shows every node"
+
+
+TAKES_UI = "ConsisID best of takes (VHS).json"  # its note is another change's (issue 18, takes)
+
+
+@pytest.mark.parametrize("ui_name", sorted(UI_TO_API))
+def test_template_after_a_run_has_no_preview_over_another_node_and_a_note_without_scrolling(server, tmp_path, ui_name):
+    """Each template, opened in a 1280x720 window and run with the page's own Run on the tiny model (previews on):
+    the run succeeds, and afterwards no node (the Sampler with its preview, the video, the score plot) covers
+    another; the note shows all its text without scrolling."""
+    from support.canvas_runs import NOTE_JS, load_and_run_js
+    from support.canvas_view import PROBE_JS, WINDOW, hidden_nodes
+
+    workflow = (UI_DIR / ui_name).read_text(encoding="utf-8")
+
+    async def main():
+        async with comfy_server.Client(server) as client:
+            await _upload_face(client)
+        async with comfy_server.Browser(_chromium(), tmp_path / "profile", window=WINDOW) as page:
+            await page.open_comfyui(server.url + "/")
+            ran = await page.evaluate(load_and_run_js(workflow))
+            probe = await page.evaluate(PROBE_JS)
+            notes = await page.evaluate(NOTE_JS)
+            shot = await page.call("Page.captureScreenshot", format="png")
+            return ran, probe, notes, shot
+
+    ran, probe, notes, shot = run(main())
+    _save_screenshot(shot, tmp_path, ui_name.replace(".json", " (after a run).png"))
+    assert ran["status"] == "success", ran
+    overlaps = [found for found in hidden_nodes(probe) if " overlaps " in found]
+    assert overlaps == [], "a node grown by its preview covers another"
+    assert len(notes) == 1, notes
+    if ui_name != TAKES_UI:
+        assert notes[0]["hidden_y"] <= 0 and notes[0]["hidden_x"] <= 0, f"the note scrolls: {notes[0]}"
+
+
+FRESH_JS = """(async () => {
+  const app = window.app ?? window.comfyAPI.app.app; const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+  app.graph.clear(); let x = 100; const nodes = {};
+  for (const type of %s) {
+    const n = LiteGraph.createNode(type); n.pos = [x, 150]; app.graph.add(n); x += n.size[0] + 40; nodes[type] = n; }
+  app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0]; app.canvas.setDirty(true, true); await sleep(1500);
+  const ctx = document.createElement('canvas').getContext('2d');
+  return Object.fromEntries(Object.entries(nodes).map(([type, n]) => {
+    ctx.font = n.titleFontStyle; const title = ctx.measureText(n.getTitle()).width;
+    return [type, {title, width: n.size[0], pos: [...n.pos], badge: n.__consisidBadgeRect ?? null}]; }));
+})()"""
+POPUP_JS = """(() => {
+  const box = document.getElementById('consisid-status-popup');
+  const rect = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const tooltips = [...document.querySelectorAll('.node-tooltip')].filter((e) => e.getBoundingClientRect().width > 0);
+  return {popup: box && rect(box), status: box ? [...box.querySelectorAll('tr td:first-child')].map((td) =>
+    td.getBoundingClientRect().width) : [], tooltips: tooltips.map(rect)};
+})()"""
+
+
+def test_fresh_nodes_show_their_titles_and_the_badge_popup_is_wide_and_clear_of_the_tooltip(server, tmp_path):
+    """Placed fresh at 1:1, the Face Models Loader's and the Global Extractor's titles are drawn whole (LiteGraph cuts a
+    title wider than the node less two title heights) and the loader's badge starts right of the title. Hovering the
+    title bar shows ComfyUI's node tooltip; clicking the badge opens the popup, whose status column is wide enough
+    for a message and which no tooltip covers."""
+    import json
+
+    fresh_types = ["ConsisIDFaceModelsLoader", "ConsisIDGlobalExtractor"]
+
+    async def main():
+        async with comfy_server.Browser(_chromium(), tmp_path / "profile", window=(1280, 720)) as page:
+            await page.open_comfyui(server.url + "/")
+            nodes = await page.evaluate(FRESH_JS % json.dumps(fresh_types))
+            shot = await page.call("Page.captureScreenshot", format="png")
+            loader = nodes["ConsisIDFaceModelsLoader"]
+            (px, py), (bx, by, bw, bh) = loader["pos"], loader["badge"]
+            await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=px + 60, y=py - 15)
+            await asyncio.sleep(2.0)
+            hovered = await page.evaluate(POPUP_JS)
+            x, y = px + bx + bw / 2, py + by + bh / 2
+            await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+            await asyncio.sleep(1.5)
+            for kind in ("mousePressed", "mouseReleased"):
+                await page.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+            await asyncio.sleep(0.5)
+            for dx in (4, 8):  # the pointer rests on the title bar with the popup open: the tooltip would come back
+                await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=px + 60 + dx, y=py - 15)
+                await asyncio.sleep(1.5)
+            popup = await page.evaluate(POPUP_JS)
+            popup_shot = await page.call("Page.captureScreenshot", format="png")
+            return nodes, hovered, popup, shot, popup_shot
+
+    nodes, hovered, popup, shot, popup_shot = run(main())
+    _save_screenshot(shot, tmp_path, "fresh_nodes.png")
+    _save_screenshot(popup_shot, tmp_path, "badge_popup.png")
+    for node_type, node in nodes.items():
+        assert node["width"] - 60 >= node["title"], (node_type, node)
+    loader = nodes["ConsisIDFaceModelsLoader"]
+    assert loader["badge"] and loader["badge"][0] >= 30 + loader["title"], loader
+    assert hovered["tooltips"], "the node tooltip showed on hover (else this test checks nothing)"
+    assert popup["popup"] and popup["status"] and min(popup["status"]) >= 240, popup
+    left, top, right, bottom = popup["popup"]
+    assert right - left >= 700, popup
+    assert not any(t[0] < right and left < t[2] and t[1] < bottom and top < t[3] for t in popup["tooltips"]), popup

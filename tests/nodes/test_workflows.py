@@ -18,7 +18,7 @@ from support.workflows import (
     WIDGET_TYPES, load, ui_to_api, widget_names,
 )
 
-CORE_NODES = {"LoadImage", "CreateVideo", "SaveVideo"}
+CORE_NODES = {"LoadImage", "CreateVideo", "SaveVideo", "PrimitiveStringMultiline"}
 VHS_NODES = {"VHS_VideoCombine"}
 PAIRS = sorted(UI_TO_API.items())
 # ComfyUI 0.8 (app/custom_node_manager.py) lists custom_nodes/<pack>/<one of these>/*.json as templates

@@ -1,12 +1,13 @@
-"""Make the canvas pictures the repository ships, with a real ComfyUI and headless Chromium: the two main
-templates' thumbnails (example_workflows/<name>.jpg, the whole graph) and the README screenshot
-(workflows/consisid_basic.jpg, the VHS workflow as it opens in a 1280x720 window), plus PNGs of each opened
-workflow in OUT for review.
+"""Make the canvas pictures the repository ships, with a real ComfyUI and headless Chromium: every template's
+thumbnail (example_workflows/<name>.jpg: the whole graph after a real run, so previews, videos and scores are what
+a run left on the canvas) and the README screenshot (workflows/consisid_basic.jpg, the VHS workflow as it opens in
+a 1280x720 window), plus PNGs of each opened and each run workflow in OUT for review.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/its/python python tests/support/canvas_images.py OUT
 
-The server runs on the CPU with the tiny test model, so the loader badges report files that differ from the
-published ones and the sampler warns that the tiny checkpoint's native size is 48x32x9.
+The server runs on the CPU with the tiny random-weight test model (48x32, 9 frames, 3 steps) and random-weight
+scoring models, so the loader badges report files that differ from the published ones, the videos are noise and
+the scores mean nothing: thumbnails that show scores carry a label saying so (RANDOM_LABEL).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 
 THUMB_WINDOW = 1024  # square window the whole graph is drawn in, then halved
 THUMB_SIZE = 512
+RANDOM_LABEL = "a run of the tiny random-weight test model: its scores mean nothing"
+SCORED_NODES = ("ConsisIDIdentityScore", "ConsisIDPickTake", "ConsisIDTakes")  # nodes that show scores
 HIDE_INTERFACE_CSS = (
     "nav, .workflow-tabs-container, .p-breadcrumb, .actionbar-container, .minimap-main-container, "
     ".p-buttongroup.absolute, .comfyui-body-bottom { opacity: 0 !important; }"
@@ -35,6 +38,10 @@ def _fit_js(margin: int) -> str:
         "(async () => { const app = window.app ?? window.comfyAPI.app.app; const s = app.extensionManager.setting;"
         " await s.set('LiteGraph.Canvas.MinFontSizeForLOD', 1);"
         " await s.set('Comfy.Graph.CanvasInfo', false);"
+        " for (const leaf of document.querySelectorAll('body *')) {"  # the floating "1 job completed" notice
+        "   if (leaf.children.length || !/jobs? completed/.test(leaf.textContent)) continue;"
+        "   let e = leaf; while (e && !['fixed', 'absolute'].includes(getComputedStyle(e).position)) e = e.parentElement;"
+        "   if (e && e.getBoundingClientRect().width < innerWidth / 2) e.style.opacity = 0; }"
         " const style = document.createElement('style');"
         f" style.textContent = {json.dumps(HIDE_INTERFACE_CSS)}; document.head.appendChild(style);"
         " const b = app.graph._nodes.map(n => n.getBounding());"
@@ -52,14 +59,39 @@ def _load_js(workflow: str) -> str:
             f" await app.loadGraphData({workflow}); await new Promise(r => setTimeout(r, 2000)); }})()")
 
 
-async def _shoot(comfy_server, browser: str, url: str, profile: Path, window, workflow: str, fit: bool) -> bytes:
+async def _shoot(comfy_server, browser: str, url: str, profile: Path, window, workflow: str, fit: bool,
+                 run: bool = False) -> bytes:
+    from support.canvas_runs import load_and_run_js
+
     async with comfy_server.Browser(browser, profile, window=window) as page:
         await page.open_comfyui(url)
-        await page.evaluate(_load_js(workflow))
+        if run:
+            result = await page.evaluate(load_and_run_js(workflow))
+            if result.get("status") != "success":
+                raise RuntimeError(f"the run of the workflow failed: {result}")
+        else:
+            await page.evaluate(_load_js(workflow))
         if fit:
             await page.evaluate(_fit_js(margin=24))
         shot = await page.call("Page.captureScreenshot", format="png")
     return base64.b64decode(shot["data"])
+
+
+def _label(png: bytes, text: str) -> bytes:
+    """The screenshot with `text` on a dark band along its bottom edge."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    with Image.open(io.BytesIO(png)) as image:
+        image = image.convert("RGB")
+        draw = ImageDraw.Draw(image)
+        font = ImageFont.load_default(size=max(14, image.width // 40))
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        band = bottom - top + 16
+        draw.rectangle((0, image.height - band, image.width, image.height), fill=(120, 20, 20))
+        draw.text(((image.width - (right - left)) // 2, image.height - band + 8 - top), text, fill="white", font=font)
+        out = io.BytesIO()
+        image.save(out, "PNG")
+    return out.getvalue()
 
 
 def _jpeg(png: bytes, target: Path, size: tuple[int, int] | None = None, quality: int = 88) -> None:
@@ -77,9 +109,9 @@ def make_images(out: Path) -> list[Path]:
     from support.canvas_view import WINDOW
     from support.node_graph import DEFAULT_PHOTO, FACE_FILE, MODEL_NAME, install_tiny_model
     from support.pack import REPO
-    from support.workflows import BASIC_UI, CORE_VIDEO_UI, UI_DIR, UI_TO_API
+    from support.workflows import BASIC_UI, UI_DIR, UI_TO_API
 
-    canvas_thumbnails = (BASIC_UI, CORE_VIDEO_UI)  # other templates ship a picture of their own (e.g. a score chart)
+    from consisid_core.demo.metrics_models import write_eval_models
 
     browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
     if browser is None or not os.environ.get("COMFYUI_DIR"):
@@ -89,10 +121,12 @@ def make_images(out: Path) -> list[Path]:
     with tempfile.TemporaryDirectory() as base:
         base = Path(base)
         install_tiny_model(base / "models" / "consisid" / MODEL_NAME)
+        write_eval_models(base / "models")  # random-weight scoring models for the scores and takes templates
         (base / "input").mkdir()
         shutil.copy(DEFAULT_PHOTO, base / "input" / FACE_FILE)
         python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-        server = comfy_server.start(Path(os.environ["COMFYUI_DIR"]), python, base, REPO)
+        server = comfy_server.start(Path(os.environ["COMFYUI_DIR"]), python, base, REPO,
+                                    extra_args=["--preview-method", "auto"])  # the Sampler shows its preview
         try:
             for name in UI_TO_API:
                 workflow = (UI_DIR / name).read_text(encoding="utf-8")
@@ -103,12 +137,13 @@ def make_images(out: Path) -> list[Path]:
                 if name == BASIC_UI:
                     _jpeg(opened, REPO / "workflows" / "consisid_basic.jpg")
                     written.append(REPO / "workflows" / "consisid_basic.jpg")
-                if name not in canvas_thumbnails:
-                    continue
-                whole = asyncio.run(_shoot(comfy_server, browser, server.url + "/", base / "p2",
-                                           (THUMB_WINDOW, THUMB_WINDOW), workflow, True))
-                _jpeg(whole, UI_DIR / f"{title}.jpg", (THUMB_SIZE, THUMB_SIZE))
-                written.append(UI_DIR / f"{title}.jpg")
+                ran = asyncio.run(_shoot(comfy_server, browser, server.url + "/", base / "p2",
+                                         (THUMB_WINDOW, THUMB_WINDOW), workflow, True, run=True))
+                if any(node in workflow for node in SCORED_NODES):
+                    ran = _label(ran, RANDOM_LABEL)
+                (out / f"{title} (after a run).png").write_bytes(ran)
+                _jpeg(ran, UI_DIR / f"{title}.jpg", (THUMB_SIZE, THUMB_SIZE))
+                written += [out / f"{title} (after a run).png", UI_DIR / f"{title}.jpg"]
         finally:
             server.stop()
     return written

@@ -35,16 +35,19 @@ FOREIGN_WIDGETS = {
     "CreateVideo": ["fps"],
     "SaveVideo": ["filename_prefix", "format", "codec"],
     "VHS_VideoCombine": None,  # VHS saves its widgets as a dict keyed by name
+    "PrimitiveStringMultiline": ["value"],  # the one prompt of the scores template
 }
 FOREIGN_TITLES = {
     "LoadImage": "Load Image",
     "CreateVideo": "Create Video",
     "SaveVideo": "Save Video",
     "VHS_VideoCombine": "Video Combine 🎥🅥🅗🅢",
+    "PrimitiveStringMultiline": "String (Multiline)",
 }
 VHS_UI_ONLY = ("videopreview",)
 FOREIGN_INPUT_ORDER = {
     "LoadImage": ["image"],
+    "PrimitiveStringMultiline": ["value"],
     "CreateVideo": ["images", "fps", "audio"],
     "SaveVideo": ["video", "filename_prefix", "format", "codec"],
     "VHS_VideoCombine": ["images", "frame_rate", "loop_count", "filename_prefix", "format", "pix_fmt", "crf",

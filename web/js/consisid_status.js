@@ -15,6 +15,14 @@ const LOADER_COMPONENTS = {
   [FACE_LOADER]: ["face_encoder", "antelopev2"],
 };
 const COLORS = { ok: "#2e7d32", bad: "#c62828", warn: "#ef6c00", text: "#ffffff" };
+// The popup is wide enough for a status message on one or two lines (not a ~90 px column wrapping word by word).
+const POPUP_WIDTH = "min(900px,92vw)";
+const STATUS_COLUMN = "min-width:260px;max-width:45%";
+// While the popup is open, ComfyUI's node tooltip (shown on hover over the title bar) would cover its header.
+const TOOLTIP_HIDE_CSS = ".node-tooltip{display:none !important}";
+// Room a loader's title bar keeps for the badge ("all files found", "12 file problems": bold 11px + padding).
+const BADGE_ROOM = 118;
+const TITLE_FONT = "14px Arial"; // LiteGraph.NODE_TEXT_SIZE px, fallback font
 
 const state = { data: null, error: null, loading: null };
 
@@ -123,6 +131,14 @@ function escapeHtml(text) {
 
 function closePopup() {
   document.getElementById("consisid-status-popup")?.remove();
+  document.getElementById("consisid-status-popup-style")?.remove();
+}
+
+function hideTooltips() {
+  const style = document.createElement("style");
+  style.id = "consisid-status-popup-style";
+  style.textContent = TOOLTIP_HIDE_CSS;
+  (document.head ?? document.body).appendChild(style);
 }
 
 function showPopup(node, badge) {
@@ -130,7 +146,7 @@ function showPopup(node, badge) {
   const box = document.createElement("div");
   box.id = "consisid-status-popup";
   box.style.cssText =
-    "position:fixed;z-index:10000;left:50%;top:10%;transform:translateX(-50%);max-width:min(900px,90vw);" +
+    `position:fixed;z-index:100000;left:50%;top:10%;transform:translateX(-50%);width:${POPUP_WIDTH};` +
     "max-height:75vh;overflow:auto;background:#222;color:#eee;border:1px solid #555;border-radius:8px;" +
     "padding:12px 16px;font:12px/1.45 monospace;box-shadow:0 6px 24px rgba(0,0,0,.5)";
   let html = `<div style="font:bold 14px sans-serif;margin-bottom:8px">ConsisID — ${escapeHtml(node.title ?? node.type)}</div>`;
@@ -147,13 +163,14 @@ function showPopup(node, badge) {
       // f.label is the CLI's word for the status (consisid_core.model_status LABELS): MISSING, WRONG SIZE...
       const why = f.message && f.status !== "missing" ? `${f.label}: ${f.message}` : f.label;
       html +=
-        `<tr><td style="color:#ff8a80;padding:2px 8px 2px 0;vertical-align:top">${escapeHtml(why)}</td>` +
+        `<tr><td style="color:#ff8a80;padding:2px 12px 2px 0;vertical-align:top;${STATUS_COLUMN}">${escapeHtml(why)}</td>` +
         `<td style="padding:2px 0">${escapeHtml(f.target)}<br><span style="color:#90caf9">${escapeHtml(f.source?.download_url ?? "")}</span></td></tr>`;
     }
     html += "</table>";
   }
   html += `<div style="margin-top:10px;text-align:right"><button id="consisid-status-refresh">Check again</button> <button id="consisid-status-close">Close</button></div>`;
   box.innerHTML = html;
+  hideTooltips();
   document.body.appendChild(box);
   box.querySelector("#consisid-status-close").onclick = closePopup;
   box.querySelector("#consisid-status-refresh").onclick = async () => {
@@ -167,6 +184,40 @@ function showPopup(node, badge) {
 function inBadge(node, pos) {
   const rect = node.__consisidBadgeRect;
   return rect && pos[0] >= rect[0] && pos[0] <= rect[0] + rect[2] && pos[1] >= rect[1] && pos[1] <= rect[1] + rect[3];
+}
+
+// Width of a node title in the font the canvas draws it with (an estimate where no canvas is available).
+function titleWidth(node, title) {
+  try {
+    const ctx = globalThis.document?.createElement("canvas").getContext("2d");
+    if (ctx) {
+      const lg = globalThis.LiteGraph;
+      ctx.font = node.titleFontStyle ?? (lg ? `${lg.NODE_TEXT_SIZE ?? 14}px ${lg.NODE_FONT ?? "Arial"}` : TITLE_FONT);
+      return ctx.measureText(title).width;
+    }
+  } catch {
+    // no canvas: estimate below
+  }
+  return title.length * 8;
+}
+
+// A node width that shows the whole title (and, right of it, the badge where the node has one): the canvas
+// sizes a freshly placed node from its slots and widgets only, and cuts a title longer than the width less two
+// title heights ("Global Extr...") while the badge covers the end of a long one ("ConsisID Face Models Loader").
+function titleRoom(node, badge) {
+  const titleHeight = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+  const title = String(node.title ?? node.type ?? "");
+  return Math.ceil(2 * titleHeight + titleWidth(node, title) + 4 + (badge ? BADGE_ROOM : 0));
+}
+
+// Widen a node when it is created (placed fresh); a loaded workflow then sets the size it saved.
+function keepTitleRoom(nodeType, badge) {
+  const onNodeCreated = nodeType.prototype.onNodeCreated;
+  nodeType.prototype.onNodeCreated = function () {
+    const result = onNodeCreated?.apply(this, arguments);
+    if (Array.isArray(this.size) || this.size?.length === 2) this.size[0] = Math.max(this.size[0], titleRoom(this, badge));
+    return result;
+  };
 }
 
 function decorate(nodeType) {
@@ -199,14 +250,16 @@ function decorate(nodeType) {
 // The pack's web folder can be served twice (pyproject `web` + WEB_DIRECTORY under two names): register once.
 // globalThis.ConsisIDStatus is also the handle for scripts and tests (the browser test reads badgeFor).
 if (!globalThis.ConsisIDStatus) {
-  globalThis.ConsisIDStatus = { refresh, badgeFor, state };
+  globalThis.ConsisIDStatus = { refresh, badgeFor, state, titleRoom };
   app.registerExtension({
     name: "ConsisID.ModelStatus",
     async setup() {
       await refresh();
     },
     async beforeRegisterNodeDef(nodeType, nodeData) {
-      if (nodeData?.name === SAMPLER || nodeData?.name in LOADER_COMPONENTS) decorate(nodeType);
+      const badge = nodeData?.name === SAMPLER || nodeData?.name in LOADER_COMPONENTS;
+      if (badge) decorate(nodeType);
+      if (String(nodeData?.name ?? "").startsWith("ConsisID")) keepTitleRoom(nodeType, badge);
     },
   });
 }
