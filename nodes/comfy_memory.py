@@ -182,6 +182,7 @@ class EnginePatchers:
             return
         from . import comfy_lora
 
+        self._lora_state = {p: v for p, v in self._lora_state.items() if p in dict(stack)}  # only the stack's files
         clone = self.base["transformer"].clone()
         for path, strength in stack:
             comfy_lora.add_to_patcher(clone, self._patches(path), strength)
@@ -191,7 +192,7 @@ class EnginePatchers:
         if path not in self._lora_state:
             from . import comfy_lora
 
-            self._lora_state = {path: comfy_lora.patches_for(self.base["transformer"].model, path)}
+            self._lora_state[path] = comfy_lora.patches_for(self.base["transformer"].model, path)
         return self._lora_state[path]
 
     def forget(self) -> None:

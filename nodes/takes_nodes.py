@@ -16,7 +16,8 @@ from . import comfy_bridge, sizes
 from .errors import fail, label, reported_as
 from .metrics_nodes import PROTOCOLS, _save_preview
 from .model_cache import REGISTRY
-from .types import CACHE, CATEGORY, EVAL_MODELS, GLOBAL, LOCAL, MODEL, TAKES, TEXT
+from .sampling_nodes import ConsisIDSampler
+from .types import CACHE, CATEGORY, EVAL_MODELS, TAKES
 
 _log = logging.getLogger("ConsisID")
 
@@ -49,6 +50,14 @@ def _send_text(node_id, text: str) -> None:
         pass
 
 
+def _like_sampler(*names: str, **tooltips: str) -> dict:
+    """ConsisID Sampler's inputs of these names (same types and ranges: one definition), tooltips replaced."""
+    spec = ConsisIDSampler.INPUT_TYPES()["required"]
+    out = {name: spec[name] for name in names}
+    out.update({name: (spec[name][0], {**spec[name][1], "tooltip": tip}) for name, tip in tooltips.items()})
+    return out
+
+
 class ConsisIDTakes:
     DISPLAY_NAME = "ConsisID Takes"
     LABEL = label(DISPLAY_NAME, "ConsisIDTakes")
@@ -69,25 +78,20 @@ class ConsisIDTakes:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MODEL, {"tooltip": "From ConsisID DiT Loader."}),
-                "text": (TEXT, {"tooltip": "From ConsisID Text Encode."}),
-                "global_cond": (GLOBAL, {"tooltip": "The encoded face, from Global Extractor."}),
-                "local_cond": (LOCAL, {"tooltip": "The identity features, from Local Extractor."}),
-                "seed": ("INT", {"default": 42, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                                 "tooltip": "Seed of the first take; the others use seed+1, seed+2, ..."}),
+                **_like_sampler(
+                    "model", "text", "global_cond", "local_cond",
+                    seed="Seed of the first take; the others use seed+1, seed+2, ...",
+                ),
                 "takes": ("INT", {"default": 3, "min": 1, "max": takes_plan.MAX_TAKES, "tooltip": (
                     f"How many takes (1 to {takes_plan.MAX_TAKES}); each one costs a whole video's time.")}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Denoising steps of every take."}),
-                "cfg": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01, "tooltip": (
-                    "Classifier-free guidance scale, as on ConsisID Sampler.")}),
-                "use_dynamic_cfg": ("BOOLEAN", {"default": False, "tooltip": "CogVideoX's cosine guidance schedule."}),
-                "width": ("INT", {"default": sizes.FAMILY.native_width, "min": sizes.SIZE_MULTIPLE, "max": sizes.MAX_SIDE,
-                                  "step": sizes.SIZE_MULTIPLE, "tooltip": "Video width (720 for ConsisID-preview)."}),
-                "height": ("INT", {"default": sizes.FAMILY.native_height, "min": sizes.SIZE_MULTIPLE, "max": sizes.MAX_SIDE,
-                                   "step": sizes.SIZE_MULTIPLE, "tooltip": "Video height (480 for ConsisID-preview)."}),
-                "num_frames": ("INT", {"default": sizes.FAMILY.native_frames, "min": sizes.MIN_FRAMES,
-                                       "max": sizes.MAX_FRAMES, "step": sizes.FRAME_STEP, "tooltip": (
-                    "Frames of every take: 8k+1 (49 as the model was trained).")}),
+                **_like_sampler(
+                    steps="Denoising steps of every take.",
+                    cfg="Classifier-free guidance scale, as on ConsisID Sampler.",
+                    use_dynamic_cfg="CogVideoX's cosine guidance schedule.",
+                    width="Video width (720 for ConsisID-preview).",
+                    height="Video height (480 for ConsisID-preview).",
+                    num_frames="Frames of every take: 8k+1 (49 as the model was trained).",
+                ),
                 "vae_tiling": ("BOOLEAN", {"default": True, "tooltip": (
                     "Decode every take in tiles (a few GB instead of about 20 GB at 720x480), as ConsisID Decode.")}),
             },
