@@ -1,9 +1,11 @@
-"""ComfyUI entry point of the ConsisID node pack.
+"""ComfyUI entry point of the ConsisID node pack (V3: `comfy_entrypoint`, ComfyUI 0.8 or later).
 
 ComfyUI imports this folder as a package. We make the bundled `consisid_core` importable under its
 own name (without putting the pack folder on sys.path, which would shadow ComfyUI's `nodes`), then
-export the node mappings. A broken optional dependency must never make the whole pack fail to import:
-node modules import heavy libraries only when a node runs.
+export `comfy_entrypoint`, which gives ComfyUI the pack's V3 nodes, and the web folder. There is deliberately
+no NODE_CLASS_MAPPINGS here: ComfyUI reads that V1 mapping in preference to `comfy_entrypoint`.
+A broken optional dependency must never make the whole pack fail to import: node modules import heavy
+libraries only when a node runs, and a pack that cannot load logs why and offers no nodes.
 """
 
 import importlib.util
@@ -31,17 +33,36 @@ def _ensure_core_importable() -> None:
         raise
 
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
 WEB_DIRECTORY = "./web"
+_nodes = None  # the pack's `nodes` package once it imported
 
 try:
     _ensure_core_importable()
-    from .nodes import NODE_CLASS_MAPPINGS as _classes, NODE_DISPLAY_NAME_MAPPINGS as _names
-
-    NODE_CLASS_MAPPINGS.update(_classes)
-    NODE_DISPLAY_NAME_MAPPINGS.update(_names)
+    from . import nodes as _nodes
+except ImportError as exc:  # pragma: no cover - logged for the user, never fatal for ComfyUI
+    if (exc.name or "").split(".")[0] == "comfy_api":
+        # inside a ComfyUI older than 0.8 say so; imported elsewhere (a test runner, a tool) there is nothing to fix
+        inside_comfyui = importlib.util.find_spec("folder_paths") is not None
+        (_log.error if inside_comfyui else _log.debug)(
+            "ConsisID: the node pack needs ComfyUI 0.8 or later (its V3 node API comfy_api.v0_0_2 is missing: %s); "
+            "update ComfyUI. Its nodes are unavailable", exc)
+    else:
+        _log.exception("ConsisID: the node pack could not be loaded; its nodes are unavailable")
 except Exception:  # pragma: no cover - logged for the user, never fatal for ComfyUI
     _log.exception("ConsisID: the node pack could not be loaded; its nodes are unavailable")
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+
+def comfy_entrypoint():
+    """ComfyUI's V3 entry point: the pack's ComfyExtension (one offering no nodes when the pack failed to load)."""
+    if _nodes is not None:
+        return _nodes.ConsisIDExtension()
+    from comfy_api.v0_0_2 import ComfyExtension
+
+    class _Unavailable(ComfyExtension):
+        async def get_node_list(self) -> list:
+            return []
+
+    return _Unavailable()
+
+
+__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]

@@ -207,7 +207,7 @@ def load_ours(ctx: Context, mode: str = "none", **kwargs: Any) -> Any:
 
 def set_fast_fp8(engine: Any, fast: bool) -> None:
     """Switch the fp8 block linears between upcast matmuls and torch._scaled_mm."""
-    from consisid_core.engine.fp8 import FP8Linear
+    from consisid_core.runtime.fp8 import FP8Linear
 
     for module in engine.transformer.modules():
         if isinstance(module, FP8Linear):

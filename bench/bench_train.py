@@ -41,7 +41,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from diffusers import ConsisIDTransformer3DModel
 
-    from consisid_core.engine.info import ModelInfo
+    from consisid_core.model_info import ModelInfo
     from consisid_core.engine.rotary import rotary_embeddings
     from consisid_core.demo.video_models import build_scheduler
     from consisid_core.training.adapters import param_groups, setup_trainable

@@ -172,7 +172,7 @@ def row_fp8(ctx: Context) -> list[Row]:
 def row_fp8_fast(ctx: Context) -> list[Row]:
     import torch
 
-    from consisid_core.engine.fp8 import weight_dtype_problem
+    from consisid_core.runtime.fp8 import weight_dtype_problem
 
     name = "fp8_e4m3fn_fast vs fp8_e4m3fn"
     problem = weight_dtype_problem("fp8_e4m3fn_fast", torch.device(ctx.device))

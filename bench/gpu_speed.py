@@ -89,7 +89,7 @@ def row_memory_modes(ctx: Context) -> list[Row]:
 def row_fp8_speed(ctx: Context) -> list[Row]:
     import torch
 
-    from consisid_core.engine.fp8 import weight_bytes, weight_dtype_problem
+    from consisid_core.runtime.fp8 import weight_bytes, weight_dtype_problem
 
     base = get_run(ctx, ("ours", "none"))
     fp8 = get_run(ctx, ("ours", "fp8"))
@@ -112,8 +112,7 @@ def row_attention(ctx: Context) -> list[Row]:
     """Each importable attention backend on the kept mode-none engine, against diffusers' sdpa."""
     import torch
 
-    from consisid_core.engine.attention import available_backends
-    from consisid_core.runtime import attention_problem
+    from consisid_core.runtime.attention import attention_problem, available_backends
 
     base = get_run(ctx, ("diffusers", "none")).step_s if ("diffusers", "none") in ctx.runs else None
     get_run(ctx, ("ours", "none"))
@@ -167,7 +166,7 @@ def row_compile(ctx: Context) -> list[Row]:
     """Compiled blocks on the kept fp8 engine (fast matmuls where the GPU has them), against the same eager."""
     import torch
 
-    from consisid_core.engine.compile_blocks import compile_blocks, toolchain_problem
+    from consisid_core.runtime.compile_blocks import compile_blocks, toolchain_problem
 
     name = "time per step (compiled blocks)"
     if not ctx.cuda:

@@ -134,7 +134,7 @@ def tokenizer_vocab(root: PathLike) -> Path | None:
 
 def read_model_info(root: PathLike):
     """ModelInfo (native sizes and switches) from the folder's transformer and VAE configs, None if unreadable."""
-    from .engine.info import ModelInfo
+    from .model_info import ModelInfo
 
     try:
         configs = [json.loads((Path(root) / c / "config.json").read_bytes()) for c in ("transformer", "vae")]

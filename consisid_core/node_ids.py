@@ -1,5 +1,5 @@
 """Node ids (ComfyUI class_type names) of the pack, defined once: nodes/ registers its classes through
-`registry`, and code outside nodes/ (the batch client patching API workflows) refers to these constants.
+`registry` (ComfyUI gets them through the pack's `comfy_entrypoint`), and code outside nodes/ (the batch client patching API workflows) refers to these constants.
 
 Ids are part of every saved workflow: never rename one. A new node only needs its class in nodes/__init__.py;
 add it here too when code outside nodes/ must find it (e.g. append to OVERRIDE_SEARCH_ORDER so bare batch
@@ -24,6 +24,8 @@ LORA = "ConsisIDLoRA"
 PARALLEL_WORKERS = "ConsisIDParallelWorkers"
 TAKES = "ConsisIDTakes"  # several seeds of one request (consisid_core.takes)
 PICK_TAKE = "ConsisIDPickTake"  # ranks the takes, keeps the best
+EVAL_MODELS_LOADER = "ConsisIDEvalModelsLoader"  # the paper's scoring models
+IDENTITY_SCORE = "ConsisIDIdentityScore"  # FaceSim-Arc/Cur, CLIPScore, FID of one video
 
 # Widget defaults of the TeaCache node: the node declares them from here, and the batch `teacache` override
 # fills a node it adds with them (one home, so the two never drift apart).
@@ -45,7 +47,8 @@ OPTIONAL: tuple[str, ...] = (TEACACHE, LORA, PARALLEL_WORKERS)
 
 
 def registry(classes: Iterable[type]) -> dict[str, type]:
-    """NODE_CLASS_MAPPINGS for the given node classes (id = class name); raises if an id defined here has no class."""
+    """Node id -> class for the given V3 node classes (id = class name, as each schema's node_id); raises if an id
+    defined here has no class."""
     mapping = {cls.__name__: cls for cls in classes}
     missing = [node_id for node_id in (*REQUIRED, *OPTIONAL, *OVERRIDE_SEARCH_ORDER) if node_id not in mapping]
     if missing:

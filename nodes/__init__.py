@@ -1,13 +1,16 @@
-"""ComfyUI nodes of the ConsisID pack: thin adapters over `consisid_core`.
+"""ComfyUI nodes of the ConsisID pack: thin adapters over `consisid_core`, on ComfyUI's V3 node schema
+(`comfy_api.v0_0_2`, the versioned API ComfyUI 0.8 ships).
 
 Importing this package registers the `consisid` and `insightface` model folders when ComfyUI's
 `folder_paths` is importable, and the pack's server route when ComfyUI's server is running.
+ComfyUI gets the nodes through `ConsisIDExtension` (the root package's `comfy_entrypoint`).
 """
 
 from __future__ import annotations
 
 import logging
 
+from comfy_api.v0_0_2 import ComfyExtension, io
 from consisid_core import node_ids
 
 from .conditioning_nodes import ConsisIDGlobalExtractor, ConsisIDTextEncode
@@ -41,8 +44,17 @@ _NODES = (
     ConsisIDPickTake,
 )
 
-NODE_CLASS_MAPPINGS: dict = node_ids.registry(_NODES)  # ids shared with the batch client (consisid_core/node_ids.py)
-NODE_DISPLAY_NAME_MAPPINGS: dict = {cls.__name__: cls.DISPLAY_NAME for cls in _NODES}
+# id -> class and id -> display name, for tests and tools; ComfyUI takes both from each node's schema (which uses
+# the same ids: consisid_core/node_ids.py, shared with the batch client).
+NODES_BY_ID: dict = node_ids.registry(_NODES)
+DISPLAY_NAMES: dict = {node_id: cls.DISPLAY_NAME for node_id, cls in NODES_BY_ID.items()}
+
+
+class ConsisIDExtension(ComfyExtension):
+    """What ComfyUI 0.8+ loads: the pack's V3 nodes (registered under their schema ids and display names)."""
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(_NODES)
 
 
 def _register_with_comfyui() -> None:

@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from consisid_core.engine.fp8 import FP8, FP8_MAX, FP8Linear
+from consisid_core.runtime.fp8 import FP8, FP8_MAX, FP8Linear
 
 _HOOKED = "_consisid_cast_on_use"  # module attribute: the hook handles (and marks a module as adopted)
 _STASH = "_consisid_host_tensors"  # module attribute: name -> host tensor while a device copy stands in

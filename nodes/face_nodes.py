@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from consisid_core import choices
+from comfy_api.v0_0_2 import io
+from consisid_core import choices, node_ids
 
 from .errors import fail, label, reported_as
-from .types import CATEGORY, FACE, FACE_MODELS, LOCAL, FaceDetections, FaceInfo, LocalFeatures
+from .types import CATEGORY, FaceDetections, FaceInfo, LocalFeatures, Sockets
 
 _log = logging.getLogger("ConsisID")
 
@@ -21,10 +22,12 @@ SELECTION_TOOLTIP = (
 INDEX_TOOLTIP = "Used when face_selection is 'index': 0 is the left-most face, 1 the next one, and so on."
 
 
-SELECTION_INPUTS = {
-    "face_selection": (SELECTIONS, {"default": "largest", "tooltip": SELECTION_TOOLTIP}),
-    "face_index": ("INT", {"default": 0, "min": 0, "max": 64, "step": 1, "tooltip": INDEX_TOOLTIP}),
-}
+def selection_inputs(note: str = "") -> list[io.Input]:
+    """The face_selection / face_index widget pair (Face Crop&Align's, and the Local Extractor's legacy one)."""
+    return [
+        io.Combo.Input("face_selection", options=SELECTIONS, default="largest", tooltip=SELECTION_TOOLTIP + note),
+        io.Int.Input("face_index", default=0, min=0, max=64, step=1, tooltip=INDEX_TOOLTIP + note),
+    ]
 
 
 def selection_value(face_selection: str, face_index: int):
@@ -62,41 +65,42 @@ def to_image_batch(arrays: list[np.ndarray]):
     return torch.from_numpy(np.stack(arrays).astype(np.float32) / 255.0)
 
 
-class ConsisIDFaceCropAlign:
+class ConsisIDFaceCropAlign(io.ComfyNode):
     DISPLAY_NAME = "Face Crop&Align"
-    LABEL = label(DISPLAY_NAME, "ConsisIDFaceCropAlign")
-    CATEGORY = CATEGORY
-    DESCRIPTION = (
-        "Detects one face per photo and aligns it to the 512x512 FFHQ template on a white background (face "
-        "parsing removes hair/background), the image ConsisID's Global Extractor encodes. Also outputs where "
-        "the face is (5 keypoints, box) for the Landmark Renderer and, on the same face output, the ArcFace "
-        "embedding and parsed face the Local Extractor needs: the photo is read once, here. A photo without a "
-        "usable face stops the run with a message saying what to change."
-    )
-    RETURN_TYPES = ("IMAGE", FACE)
-    RETURN_NAMES = ("aligned_face", "face")
-    OUTPUT_TOOLTIPS = (
-        "The aligned face, 512x512, colour on white (one per input image).",
-        "Each chosen face: keypoints and box (for the Landmark Renderer), ArcFace embedding and parsed face (for "
-        "the Local Extractor).",
-    )
-    FUNCTION = "align"
+    LABEL = label(DISPLAY_NAME, node_ids.FACE_CROP_ALIGN)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "face_models": (FACE_MODELS, {"tooltip": "From ConsisID Face Models Loader."}),
-                "image": ("IMAGE", {"tooltip": (
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=node_ids.FACE_CROP_ALIGN,
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Detects one face per photo and aligns it to the 512x512 FFHQ template on a white background (face "
+                "parsing removes hair/background), the image ConsisID's Global Extractor encodes. Also outputs where "
+                "the face is (5 keypoints, box) for the Landmark Renderer and, on the same face output, the ArcFace "
+                "embedding and parsed face the Local Extractor needs: the photo is read once, here. A photo without a "
+                "usable face stops the run with a message saying what to change."
+            ),
+            inputs=[
+                Sockets.FaceModels.Input("face_models", tooltip="From ConsisID Face Models Loader."),
+                io.Image.Input("image", tooltip=(
                     "Photo(s) of the person: a clear, frontal, well-lit face at least about 100 px wide. "
-                    "Each image of a batch is aligned separately.")}),
-                **SELECTION_INPUTS,
-            }
-        }
+                    "Each image of a batch is aligned separately.")),
+                *selection_inputs(),
+            ],
+            outputs=[
+                io.Image.Output("aligned_face", tooltip="The aligned face, 512x512, colour on white (one per input image)."),
+                Sockets.Face.Output("face", tooltip=(
+                    "Each chosen face: keypoints and box (for the Landmark Renderer), ArcFace embedding and parsed face "
+                    "(for the Local Extractor).")),
+            ],
+        )
 
-    def align(self, face_models, image, face_selection, face_index):
-        with reported_as(self.LABEL):
-            found = read_faces(self.LABEL, face_models, image, selection_value(face_selection, face_index))
+    @classmethod
+    def execute(cls, face_models, image, face_selection, face_index) -> io.NodeOutput:
+        with reported_as(cls.LABEL):
+            found = read_faces(cls.LABEL, face_models, image, selection_value(face_selection, face_index))
         faces = tuple(
             FaceInfo(
                 kps=np.asarray(i.kps, dtype=np.float32), bbox=np.asarray(i.bbox, dtype=np.float32),
@@ -106,44 +110,43 @@ class ConsisIDFaceCropAlign:
             )
             for i in found
         )
-        return (to_image_batch([i.face_image for i in found]), FaceDetections(faces))
+        return io.NodeOutput(to_image_batch([i.face_image for i in found]), FaceDetections(faces))
 
 
-class ConsisIDLandmarkRenderer:
+class ConsisIDLandmarkRenderer(io.ComfyNode):
     DISPLAY_NAME = "Landmark Renderer"
-    LABEL = label(DISPLAY_NAME, "ConsisIDLandmarkRenderer")
-    CATEGORY = CATEGORY
-    DESCRIPTION = (
-        "Draws the 5 face keypoints (eyes, nose, mouth corners) on black, like ConsisID's keypoint condition. "
-        "Only checkpoints trained with keypoints (is_kps in the transformer config) use this image; the "
-        "released ConsisID-preview does not, so for it this is a diagnostic view."
-    )
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("landmarks",)
-    OUTPUT_TOOLTIPS = ("Keypoint image(s), one per face, for Global Extractor's optional landmarks input.",)
-    FUNCTION = "render"
+    LABEL = label(DISPLAY_NAME, node_ids.LANDMARK_RENDERER)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "face": (FACE, {"tooltip": "From Face Crop&Align."}),
-                "frame": (["aligned_face", "photo"], {"default": "aligned_face", "tooltip": (
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=node_ids.LANDMARK_RENDERER,
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Draws the 5 face keypoints (eyes, nose, mouth corners) on black, like ConsisID's keypoint condition. "
+                "Only checkpoints trained with keypoints (is_kps in the transformer config) use this image; the "
+                "released ConsisID-preview does not, so for it this is a diagnostic view."
+            ),
+            inputs=[
+                Sockets.Face.Input("face", tooltip="From Face Crop&Align."),
+                io.Combo.Input("frame", options=["aligned_face", "photo"], default="aligned_face", tooltip=(
                     "Draw the points where they are in the 512x512 aligned face (what Global Extractor encodes) "
-                    "or where they are in the original photo.")}),
-            },
-            "optional": {
-                "canvas": ("IMAGE", {"tooltip": (
-                    "Optional: only its size is used (the output has this size; points are scaled to it).")}),
-            },
-        }
+                    "or where they are in the original photo.")),
+                io.Image.Input("canvas", optional=True, tooltip=(
+                    "Optional: only its size is used (the output has this size; points are scaled to it).")),
+            ],
+            outputs=[io.Image.Output(
+                "landmarks", tooltip="Keypoint image(s), one per face, for Global Extractor's optional landmarks input.")],
+        )
 
-    def render(self, face, frame, canvas=None):
+    @classmethod
+    def execute(cls, face, frame, canvas=None) -> io.NodeOutput:
         from consisid_core.face import draw_keypoints
 
-        with reported_as(self.LABEL):
+        with reported_as(cls.LABEL):
             if not face.faces:
-                raise fail(self.LABEL, "no face to draw; connect the face output of Face Crop&Align.")
+                raise fail(cls.LABEL, "no face to draw; connect the face output of Face Crop&Align.")
             drawn = []
             for index, info in enumerate(face.faces):
                 points, source = (info.face_kps, info.aligned_size) if frame == "aligned_face" else (info.kps, info.source_size)
@@ -154,70 +157,70 @@ class ConsisIDLandmarkRenderer:
                     size = source
                 drawn.append(draw_keypoints(size, points, source_size=source))
             if len({d.shape for d in drawn}) > 1:
-                raise fail(self.LABEL, "the photos have different sizes; give a canvas image to draw them at one size.")
-        return (to_image_batch(drawn),)
+                raise fail(cls.LABEL, "the photos have different sizes; give a canvas image to draw them at one size.")
+        return io.NodeOutput(to_image_batch(drawn))
 
 
-class ConsisIDLocalExtractor:
+class ConsisIDLocalExtractor(io.ComfyNode):
     DISPLAY_NAME = "Local Extractor"
-    LABEL = label(DISPLAY_NAME, "ConsisIDLocalExtractor")
-    CATEGORY = CATEGORY
-    DESCRIPTION = (
-        "High-frequency identity: the ArcFace (antelopev2) embedding Face Crop&Align computed and EVA02-CLIP "
-        "features of its parsed face, which the model's Q-Former turns into face tokens injected into the DiT. "
-        "Connect Face Crop&Align's face output (the photo is read once); a batch of photos of the same person "
-        "is averaged. The image input is kept only so workflows saved before the face input still run."
-    )
-    RETURN_TYPES = (LOCAL,)
-    RETURN_NAMES = ("local",)
-    OUTPUT_TOOLTIPS = ("Identity features of the person, for ConsisID Sampler's local_cond input.",)
-    FUNCTION = "extract"
+    LABEL = label(DISPLAY_NAME, node_ids.LOCAL_EXTRACTOR)
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls) -> io.Schema:
         legacy = " Used only with the legacy image input; with the face input, Face Crop&Align's choice applies."
-        return {
-            "required": {
-                "face_models": (FACE_MODELS, {"tooltip": "From ConsisID Face Models Loader (EVA-CLIP runs here)."}),
-                "face_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05, "tooltip": (
+        return io.Schema(
+            node_id=node_ids.LOCAL_EXTRACTOR,
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "High-frequency identity: the ArcFace (antelopev2) embedding Face Crop&Align computed and EVA02-CLIP "
+                "features of its parsed face, which the model's Q-Former turns into face tokens injected into the DiT. "
+                "Connect Face Crop&Align's face output (the photo is read once); a batch of photos of the same person "
+                "is averaged. The image input is kept only so workflows saved before the face input still run."
+            ),
+            inputs=[
+                Sockets.FaceModels.Input("face_models", tooltip="From ConsisID Face Models Loader (EVA-CLIP runs here)."),
+                io.Float.Input("face_scale", default=1.0, min=0.0, max=3.0, step=0.05, tooltip=(
                     "Strength of the face tokens in the DiT's cross-attention (1.0 as trained; lower gives the "
-                    "prompt more freedom, higher sticks closer to the face).")}),
-                "face_selection": (SELECTIONS, {"default": "largest", "tooltip": SELECTION_TOOLTIP + legacy}),
-                "face_index": ("INT", {"default": 0, "min": 0, "max": 64, "step": 1, "tooltip": INDEX_TOOLTIP + legacy}),
-            },
-            "optional": {
-                "face": (FACE, {"tooltip": (
+                    "prompt more freedom, higher sticks closer to the face).")),
+                *selection_inputs(legacy),
+                Sockets.Face.Input("face", optional=True, tooltip=(
                     "The face output of Face Crop&Align (one face per photo; several photos of the same person are "
-                    "averaged into one identity).")}),
-                "image": ("IMAGE", {"tooltip": (
+                    "averaged into one identity).")),
+                io.Image.Input("image", optional=True, tooltip=(
                     "Legacy: the photo itself, as workflows saved before the face input wired it. The photo is then "
-                    "read a second time; connect the face input instead.")}),
-            },
-        }
+                    "read a second time; connect the face input instead.")),
+            ],
+            outputs=[Sockets.Local.Output(
+                "local", tooltip="Identity features of the person, for ConsisID Sampler's local_cond input.")],
+        )
 
-    def extract(self, face_models, image=None, face_scale=1.0, face_selection="largest", face_index=0, face=None):
+    @classmethod
+    def execute(cls, face_models, image=None, face_scale=1.0, face_selection="largest", face_index=0,
+                face=None) -> io.NodeOutput:
         from consisid_core.face import average_identities, encode_identity
 
         from . import comfy_bridge
 
-        with reported_as(self.LABEL):
-            readings = self._readings(face_models, face, image, selection_value(face_selection, face_index))
+        with reported_as(cls.LABEL):
+            readings = cls._readings(face_models, face, image, selection_value(face_selection, face_index))
             models = face_models.get()
             found = [encode_identity(models, r, should_cancel=comfy_bridge.throw_if_interrupted) for r in readings]
             identity = average_identities(found)
-        return (LocalFeatures(identity.id_cond, list(identity.id_vit_hidden), float(face_scale), len(found)),)
+        return io.NodeOutput(LocalFeatures(identity.id_cond, list(identity.id_vit_hidden), float(face_scale), len(found)))
 
-    def _readings(self, face_models, face, image, selection) -> list:
+    @classmethod
+    def _readings(cls, face_models, face, image, selection) -> list:
         """The read faces: from Face Crop&Align's face output, or (legacy wiring) read here from the photo."""
         if face is not None:
             if image is not None:
                 _log.warning("ConsisID: %s has both face and image connected; the face input is used and the "
-                             "image is ignored", self.LABEL)
+                             "image is ignored", cls.LABEL)
             if not face.faces or any(f.reading is None for f in face.faces):
-                raise fail(self.LABEL, "the face input carries no read face; connect the face output of Face "
-                                       "Crop&Align.")
+                raise fail(cls.LABEL, "the face input carries no read face; connect the face output of Face "
+                                      "Crop&Align.")
             return [f.reading for f in face.faces]
         if image is None:
-            raise fail(self.LABEL, f"nothing to extract from: {REWIRE}.")
+            raise fail(cls.LABEL, f"nothing to extract from: {REWIRE}.")
         _log.warning("ConsisID: %s", LEGACY_NOTE)
-        return read_faces(self.LABEL, face_models, image, selection, note=LEGACY_NOTE)
+        return read_faces(cls.LABEL, face_models, image, selection, note=LEGACY_NOTE)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from comfy_api.v0_0_2 import io
+from consisid_core import node_ids
+
 from . import comfy_bridge
 from .errors import fail, label, reported_as
-from .types import CATEGORY, MODEL
+from .types import CATEGORY, Sockets
 
 NO_LORAS = "(no LoRA in models/consisid_loras)"
 
@@ -34,42 +37,45 @@ class LoraModel:
         return getattr(self._root, name)
 
 
-class ConsisIDLoRA:
+class ConsisIDLoRA(io.ComfyNode):
     DISPLAY_NAME = "ConsisID LoRA"
-    LABEL = label(DISPLAY_NAME, "ConsisIDLoRA")
-    CATEGORY = CATEGORY
-    DESCRIPTION = (
-        "Applies a LoRA (diffusers format, e.g. pytorch_lora_weights.safetensors from `python -m consisid_core train`, "
-        "or a CogVideoX-5B-I2V LoRA whose layers fit) from models/consisid_loras/ to the ConsisID model. Chain several "
-        "LoRA nodes to stack them; the model is not reloaded, and removing the node removes the LoRA."
-    )
-    RETURN_TYPES = (MODEL,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The same ConsisID model with this LoRA (and those before it) applied when sampling.",)
-    FUNCTION = "apply"
+    LABEL = label(DISPLAY_NAME, node_ids.LORA)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL, {"tooltip": "From ConsisID DiT Loader or another ConsisID LoRA node."}),
-                "lora_name": (lora_names(), {"tooltip": "A .safetensors LoRA in ComfyUI/models/consisid_loras/."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05, "tooltip": (
-                    "How much of the LoRA's change to apply: 0 = none (the model exactly as loaded), 1 = as trained.")}),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=node_ids.LORA,
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Applies a LoRA (diffusers format, e.g. pytorch_lora_weights.safetensors from `python -m consisid_core "
+                "train`, or a CogVideoX-5B-I2V LoRA whose layers fit) from models/consisid_loras/ to the ConsisID model. "
+                "Chain several LoRA nodes to stack them; the model is not reloaded, and removing the node removes the "
+                "LoRA."
+            ),
+            inputs=[
+                Sockets.Model.Input("model", tooltip="From ConsisID DiT Loader or another ConsisID LoRA node."),
+                io.Combo.Input("lora_name", options=lora_names(),
+                               tooltip="A .safetensors LoRA in ComfyUI/models/consisid_loras/."),
+                io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05, tooltip=(
+                    "How much of the LoRA's change to apply: 0 = none (the model exactly as loaded), 1 = as trained.")),
+            ],
+            outputs=[Sockets.Model.Output("model", tooltip=(
+                "The same ConsisID model with this LoRA (and those before it) applied when sampling."))],
+        )
 
-    def apply(self, model, lora_name, strength):
-        with reported_as(self.LABEL):
+    @classmethod
+    def execute(cls, model, lora_name, strength) -> io.NodeOutput:
+        with reported_as(cls.LABEL):
             if lora_name == NO_LORAS:
-                raise fail(self.LABEL, "no LoRA file found: put a .safetensors LoRA into ComfyUI/models/consisid_loras/ "
-                                       "(a training run writes RUN_DIR/pytorch_lora_weights.safetensors)")
+                raise fail(cls.LABEL, "no LoRA file found: put a .safetensors LoRA into ComfyUI/models/consisid_loras/ "
+                                      "(a training run writes RUN_DIR/pytorch_lora_weights.safetensors)")
             path = comfy_bridge.folder_paths().get_full_path(comfy_bridge.LORA_FOLDER_KEY, lora_name)
             if path is None or not Path(path).is_file():
-                raise fail(self.LABEL, f"LoRA '{lora_name}' was not found in the consisid_loras folders")
+                raise fail(cls.LABEL, f"LoRA '{lora_name}' was not found in the consisid_loras folders")
             from consisid_core.engine.lora import check_fits, read_lora
 
             state, _ = read_lora(path)  # a foreign or broken file is refused here, naming the node
             check_fits(model.get().transformer, state, lora_name)
             stack = tuple(getattr(model, "lora_stack", ())) + ((str(path), float(strength)),)
-        return (LoraModel(model, stack),)
+        return io.NodeOutput(LoraModel(model, stack))

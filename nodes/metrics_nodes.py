@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from consisid_core import choices
+from comfy_api.v0_0_2 import io
+from consisid_core import choices, node_ids
 
 from . import comfy_bridge, model_folders
 from .errors import fail, label, reported_as
-from .types import CATEGORY, EVAL_MODELS
+from .types import CATEGORY, Sockets
 
 PROTOCOLS = list(choices.SCORE_PROTOCOLS)
 DEVICES = ["cpu", "default"]
@@ -38,35 +39,39 @@ def _eval_dirs(model: str) -> tuple[Path, Path | None, Path | None]:
     return face_dir, eval_dir, buffalo
 
 
-class ConsisIDEvalModelsLoader:
+class ConsisIDEvalModelsLoader(io.ComfyNode):
     DISPLAY_NAME = "ConsisID Eval Models Loader"
-    LABEL = label(DISPLAY_NAME, "ConsisIDEvalModelsLoader")
-    CATEGORY = CATEGORY
-    DESCRIPTION = (
-        "Loads the models that score identity as the ConsisID paper does: insightface buffalo_l (face detection and "
-        "ArcFace), CurricularFace IR-101 (face_encoder/glint360k_curricular_face_r101_backbone.bin), torchvision's "
-        "Inception-v3 file and CLIP ViT-B/32, from models/consisid/eval/ and the model folder. Nothing is downloaded."
-    )
-    RETURN_TYPES = (EVAL_MODELS,)
-    RETURN_NAMES = ("eval_models",)
-    OUTPUT_TOOLTIPS = ("The scoring models, for ConsisID Identity Score.",)
-    FUNCTION = "load"
+    LABEL = label(DISPLAY_NAME, node_ids.EVAL_MODELS_LOADER)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": (model_folders.combo_names(), {"tooltip": (
-                "The ConsisID model folder whose face_encoder/ holds glint360k_curricular_face_r101_backbone.bin and "
-                "(or models/insightface/models/buffalo_l/) the buffalo_l pack. Inception-v3 "
-                "(inception_v3_google-0cc3c7bd.pth) and clip-vit-base-patch32/ go in models/consisid/eval/.")}),
-            "device": (DEVICES, {"default": "cpu", "tooltip": (
-                "Where IR-101, Inception and CLIP run: the CPU (about 10 s per video) or ComfyUI's device.")}),
-            "onnx_provider": (ONNX_PROVIDERS, {"default": "CPU", "tooltip": (
-                "Where onnxruntime runs buffalo_l (CUDA needs onnxruntime-gpu; falls back to CPU with a warning).")}),
-        }}
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=node_ids.EVAL_MODELS_LOADER,
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Loads the models that score identity as the ConsisID paper does: insightface buffalo_l (face "
+                "detection and ArcFace), CurricularFace IR-101 (face_encoder/glint360k_curricular_face_r101_backbone.bin), "
+                "torchvision's Inception-v3 file and CLIP ViT-B/32, from models/consisid/eval/ and the model folder. "
+                "Nothing is downloaded."
+            ),
+            inputs=[
+                io.Combo.Input("model", options=model_folders.combo_names(), tooltip=(
+                    "The ConsisID model folder whose face_encoder/ holds glint360k_curricular_face_r101_backbone.bin "
+                    "and (or models/insightface/models/buffalo_l/) the buffalo_l pack. Inception-v3 "
+                    "(inception_v3_google-0cc3c7bd.pth) and clip-vit-base-patch32/ go in models/consisid/eval/.")),
+                io.Combo.Input("device", options=DEVICES, default="cpu", tooltip=(
+                    "Where IR-101, Inception and CLIP run: the CPU (about 10 s per video) or ComfyUI's device.")),
+                io.Combo.Input("onnx_provider", options=ONNX_PROVIDERS, default="CPU", tooltip=(
+                    "Where onnxruntime runs buffalo_l (CUDA needs onnxruntime-gpu; falls back to CPU with a "
+                    "warning).")),
+            ],
+            outputs=[Sockets.EvalModels.Output("eval_models", tooltip="The scoring models, for ConsisID Identity Score.")],
+        )
 
     @classmethod
-    def VALIDATE_INPUTS(cls, model):
+    def validate_inputs(cls, model) -> bool | str:
+        """Refuse missing scoring weights before anything runs, naming each missing file."""
         from consisid_core.errors import ModelFilesError
         from consisid_core.metrics import locate_eval_files
 
@@ -78,10 +83,11 @@ class ConsisIDEvalModelsLoader:
             return f"{cls.LABEL}: {exc}"
         return True
 
-    def load(self, model, device, onnx_provider):
+    @classmethod
+    def execute(cls, model, device, onnx_provider) -> io.NodeOutput:
         from consisid_core.metrics import load_eval_models
 
-        with reported_as(self.LABEL):
+        with reported_as(cls.LABEL):
             face_dir, eval_dir, buffalo = _eval_dirs(model)
             torch_device = "cpu" if device == "cpu" else str(comfy_bridge.torch_device())
             key = (str(face_dir), str(eval_dir), str(buffalo), torch_device, onnx_provider)
@@ -89,7 +95,7 @@ class ConsisIDEvalModelsLoader:
                 _LOADED.clear()
                 providers = ["CUDAExecutionProvider"] if onnx_provider == "CUDA" else ["CPUExecutionProvider"]
                 _LOADED[key] = load_eval_models(face_dir, eval_dir, torch_device, buffalo, onnx_providers=providers)
-        return (_LOADED[key],)
+        return io.NodeOutput(_LOADED[key])
 
 
 def _report(s, prompt_given: bool) -> str:
@@ -107,56 +113,64 @@ def _report(s, prompt_given: bool) -> str:
     return "\n".join(lines)
 
 
-class ConsisIDIdentityScore:
+class ConsisIDIdentityScore(io.ComfyNode):
     DISPLAY_NAME = "ConsisID Identity Score"
-    LABEL = label(DISPLAY_NAME, "ConsisIDIdentityScore")
-    CATEGORY = CATEGORY
-    OUTPUT_NODE = True
-    DESCRIPTION = (
-        "Scores how well a video keeps the reference person's identity, with the ConsisID paper's metrics: FaceSim-Arc "
-        "and FaceSim-Cur (cosine of face embeddings, 0..1, higher is better), CLIPScore (prompt match), a face FID "
-        "(lower is better) and motion (mean optical flow, so a still video with a perfect face is visible). 16 frames "
-        "are scored; the plot shows each frame's FaceSim and marks frames without a face."
-    )
-    RETURN_TYPES = ("FLOAT", "FLOAT", "FLOAT", "FLOAT", "FLOAT", "STRING", "IMAGE")
-    RETURN_NAMES = ("facesim_arc", "facesim_cur", "clipscore", "fid", "motion", "report", "plot")
-    OUTPUT_TOOLTIPS = (
-        "ArcFace (buffalo_l) cosine to the reference face, clipped at 0, mean over frames with a face (0 if none).",
-        "CurricularFace IR-101 cosine to the reference face, clipped at 0, mean over frames with a face.",
-        "100 x CLIP cosine between frames and the prompt; -1 when no prompt was given.",
-        "Face FID (fixed: Frechet distance; consisid: the script's per-frame value); -1 when no frame had a face.",
-        "Mean Farneback optical-flow magnitude between consecutive frames, in pixels.",
-        "All scores as text.",
-        "Per-frame FaceSim-Arc/Cur plot; frames without a face are marked red.",
-    )
-    FUNCTION = "score"
+    LABEL = label(DISPLAY_NAME, node_ids.IDENTITY_SCORE)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "eval_models": (EVAL_MODELS, {"tooltip": "From ConsisID Eval Models Loader."}),
-                "frames": ("IMAGE", {"tooltip": "The video to score (e.g. ConsisID Decode's frames), at least 2 frames."}),
-                "reference": ("IMAGE", {"tooltip": "The photo of the person (the first image if a batch is given)."}),
-                "protocol": (PROTOCOLS, {"default": "fixed", "tooltip": (
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=node_ids.IDENTITY_SCORE,
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Scores how well a video keeps the reference person's identity, with the ConsisID paper's metrics: "
+                "FaceSim-Arc and FaceSim-Cur (cosine of face embeddings, 0..1, higher is better), CLIPScore (prompt "
+                "match), a face FID (lower is better) and motion (mean optical flow, so a still video with a perfect "
+                "face is visible). 16 frames are scored; the plot shows each frame's FaceSim and marks frames without "
+                "a face."
+            ),
+            inputs=[
+                Sockets.EvalModels.Input("eval_models", tooltip="From ConsisID Eval Models Loader."),
+                io.Image.Input("frames", tooltip=(
+                    "The video to score (e.g. ConsisID Decode's frames), at least 2 frames.")),
+                io.Image.Input("reference", tooltip="The photo of the person (the first image if a batch is given)."),
+                io.Combo.Input("protocol", options=PROTOCOLS, default="fixed", tooltip=(
                     "fixed: RGB frames to CLIP and a real Frechet distance. consisid: exactly the paper's scripts, "
-                    "quirks included (BGR frames to CLIP, per-frame |a-b|^2 as 'FID'), to compare with published numbers.")}),
-            },
-            "optional": {
-                "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": (
-                    "The video's prompt, for CLIPScore (truncated to 77 CLIP tokens). Empty: no CLIPScore.")}),
-            },
-        }
+                    "quirks included (BGR frames to CLIP, per-frame |a-b|^2 as 'FID'), to compare with published "
+                    "numbers.")),
+                io.String.Input("prompt", default="", multiline=True, optional=True, tooltip=(
+                    "The video's prompt, for CLIPScore (truncated to 77 CLIP tokens). Empty: no CLIPScore.")),
+            ],
+            outputs=[
+                io.Float.Output("facesim_arc", tooltip=(
+                    "ArcFace (buffalo_l) cosine to the reference face, clipped at 0, mean over frames with a face "
+                    "(0 if none).")),
+                io.Float.Output("facesim_cur", tooltip=(
+                    "CurricularFace IR-101 cosine to the reference face, clipped at 0, mean over frames with a face.")),
+                io.Float.Output("clipscore", tooltip=(
+                    "100 x CLIP cosine between frames and the prompt; -1 when no prompt was given.")),
+                io.Float.Output("fid", tooltip=(
+                    "Face FID (fixed: Frechet distance; consisid: the script's per-frame value); -1 when no frame had "
+                    "a face.")),
+                io.Float.Output("motion", tooltip=(
+                    "Mean Farneback optical-flow magnitude between consecutive frames, in pixels.")),
+                io.String.Output("report", tooltip="All scores as text."),
+                io.Image.Output("plot", tooltip="Per-frame FaceSim-Arc/Cur plot; frames without a face are marked red."),
+            ],
+            is_output_node=True,
+        )
 
-    def score(self, eval_models, frames, reference, protocol, prompt=""):
+    @classmethod
+    def execute(cls, eval_models, frames, reference, protocol, prompt="") -> io.NodeOutput:
         import torch
 
         from consisid_core.metrics import score_video
         from consisid_core.metrics.plots import facesim_plot
 
-        with reported_as(self.LABEL):
+        with reported_as(cls.LABEL):
             if eval_models is None:
-                raise fail(self.LABEL, "connect a ConsisID Eval Models Loader to eval_models.")
+                raise fail(cls.LABEL, "connect a ConsisID Eval Models Loader to eval_models.")
             ref = reference[0] if getattr(reference, "ndim", 0) == 4 else reference
             s = score_video(eval_models, frames, ref, prompt or None, protocol)
             text = _report(s, bool(prompt and prompt.strip()))
@@ -168,7 +182,7 @@ class ConsisIDIdentityScore:
         preview = _save_preview(plot)
         if preview is not None:
             ui["images"] = [preview]
-        return {"ui": ui, "result": (*map(float, values), text, image)}
+        return io.NodeOutput(*map(float, values), text, image, ui=ui)
 
 
 def _save_preview(plot: np.ndarray) -> dict | None:

@@ -21,33 +21,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from consisid_core.runtime import RuntimeSetting
+
 from . import comfy_bridge, comfy_memory
+from .comfy_memory import AUTO
 
 _log = logging.getLogger("ConsisID")
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """What identifies a loaded DiT model."""
+    """What identifies a loaded DiT model: its folder and the one checked runtime setting it runs with."""
 
     path: str
-    precision: str
-    memory_mode: str
-    attention: str
-    device: str
-    weight_dtype: str = "default"  # fp8 storage of the transformer blocks (consisid_core.engine.fp8)
-    compile: str = "off"  # "blocks": torch.compile each transformer block
+    runtime: RuntimeSetting  # device, dtype, attention, memory mode, fp8 storage, compile: resolved once
+    comfy_managed: bool = True  # memory_mode "auto": ComfyUI's memory manager places the models (runtime: "none")
+
+    @property
+    def memory_mode(self) -> str:
+        """The loader's memory choice: "auto" (ComfyUI decides) or the runtime's override."""
+        return AUTO if self.comfy_managed else self.runtime.memory_mode
 
 
 @dataclass(frozen=True)
 class FaceSettings:
-    """What identifies loaded face models."""
+    """What identifies loaded face models: their folders, where onnxruntime runs, and the runtime setting."""
 
     face_encoder_dir: str
     antelopev2_dir: str | None
     onnx_provider: str
-    device: str
-    precision: str
+    runtime: RuntimeSetting  # device and EVA-CLIP dtype
 
 
 class EngineHandle:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from consisid_core import catalog, model_folder
-from consisid_core.engine.info import ModelInfo
+from consisid_core.model_info import ModelInfo
 
 from . import comfy_bridge
 

@@ -8,10 +8,12 @@ import threading
 from typing import Any
 
 import torch
+from comfy_api.v0_0_2 import io
+from consisid_core import node_ids
 
 from . import comfy_bridge
 from .errors import label, reported_as
-from .types import CATEGORY, MODEL, PARALLEL
+from .types import CATEGORY, Sockets
 
 _log = logging.getLogger("ConsisID")
 _LOCK = threading.RLock()  # ComfyUI may stop the group from inside our own load call (its memory manager)
@@ -116,12 +118,12 @@ class ParallelWorkers:
         self.load_device = torch.device(load_device if load_device is not None else device)
 
     def runtime(self) -> dict:
-        """The DiT Loader's settings, as every worker loads its transformer with them."""
-        memory_mode = self.settings.memory_mode
-        return {"dtype": self.settings.precision, "attention": self.settings.attention,
+        """The DiT Loader's runtime setting, as every worker loads its transformer with it."""
+        runtime = self.settings.runtime
+        memory_mode = runtime.memory_mode
+        return {"dtype": runtime.dtype_name, "attention": runtime.attention,
                 "memory_mode": memory_mode if memory_mode in ("model_offload", "sequential_offload") else "none",
-                "weight_dtype": getattr(self.settings, "weight_dtype", "default"),
-                "compile": getattr(self.settings, "compile", "off")}
+                "weight_dtype": runtime.weight_dtype, "compile": runtime.compile}
 
     def pool(self):
         """The running worker group for these settings (started, or restarted after a crash or /free), set to run
@@ -152,54 +154,57 @@ class ParallelWorkers:
             return pool
 
 
-class ConsisIDParallelWorkers:
+class ConsisIDParallelWorkers(io.ComfyNode):
     DISPLAY_NAME = "ConsisID Parallel Workers"
-    LABEL = label(DISPLAY_NAME, "ConsisIDParallelWorkers")
-    CATEGORY = CATEGORY
-    DESCRIPTION = (
-        "Runs the Sampler's denoising on several GPUs: worker processes (one per GPU, each with its own copy of the "
-        "DiT with the loader's precision, weight_dtype, compile and the LoRA chain; text encoding and decoding stay "
-        "here) started on first use and kept alive between runs, stopped by Unload models / free memory / another "
-        "model needing the GPU, and when ComfyUI exits. "
-        "cfg_parallel puts the two guidance branches on two GPUs (no attention change, the first to use); "
-        "ulysses/ring split the video tokens (needs `pip install xfuser`). GPUs needed = (2 if cfg_parallel) x "
-        "ulysses x ring. Connect to the Sampler's parallel input."
-    )
-    RETURN_TYPES = (PARALLEL,)
-    RETURN_NAMES = ("parallel",)
-    OUTPUT_TOOLTIPS = ("The worker group, for ConsisID Sampler's optional parallel input.",)
-    FUNCTION = "make"
+    LABEL = label(DISPLAY_NAME, node_ids.PARALLEL_WORKERS)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL, {"tooltip": "From ConsisID DiT Loader: each worker loads the same model and settings."}),
-                "cfg_parallel": ("BOOLEAN", {"default": True, "tooltip": (
-                    "Two GPUs share the two classifier-free-guidance branches (needs cfg > 1).")}),
-                "ulysses": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": (
-                    "Ulysses sequence-parallel degree: GPUs that share the video tokens (attention heads all-to-all).")}),
-                "ring": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": (
-                    "Ring-attention degree: GPUs that pass key/value blocks around a ring (CUDA only).")}),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=node_ids.PARALLEL_WORKERS,
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Runs the Sampler's denoising on several GPUs: worker processes (one per GPU, each with its own copy "
+                "of the DiT with the loader's precision, weight_dtype, compile and the LoRA chain; text encoding and "
+                "decoding stay here) started on first use and kept alive between runs, stopped by Unload models / "
+                "free memory / another model needing the GPU, and when ComfyUI exits. "
+                "cfg_parallel puts the two guidance branches on two GPUs (no attention change, the first to use); "
+                "ulysses/ring split the video tokens (needs `pip install xfuser`). GPUs needed = (2 if cfg_parallel) "
+                "x ulysses x ring. Connect to the Sampler's parallel input."
+            ),
+            inputs=[
+                Sockets.Model.Input("model", tooltip=(
+                    "From ConsisID DiT Loader: each worker loads the same model and settings.")),
+                io.Boolean.Input("cfg_parallel", default=True, tooltip=(
+                    "Two GPUs share the two classifier-free-guidance branches (needs cfg > 1).")),
+                io.Int.Input("ulysses", default=1, min=1, max=8, tooltip=(
+                    "Ulysses sequence-parallel degree: GPUs that share the video tokens (attention heads "
+                    "all-to-all).")),
+                io.Int.Input("ring", default=1, min=1, max=8, tooltip=(
+                    "Ring-attention degree: GPUs that pass key/value blocks around a ring (CUDA only).")),
+            ],
+            outputs=[Sockets.Parallel.Output(
+                "parallel", tooltip="The worker group, for ConsisID Sampler's optional parallel input.")],
+        )
 
-    def make(self, model, cfg_parallel, ulysses, ring):
+    @classmethod
+    def execute(cls, model, cfg_parallel, ulysses, ring) -> io.NodeOutput:
         from consisid_core.parallel import ParallelConfig
 
-        with reported_as(self.LABEL):
+        with reported_as(cls.LABEL):
             config = ParallelConfig(bool(cfg_parallel), int(ulysses), int(ring))
             config.validate(config.world_size)
             load_device = comfy_bridge.torch_device()
             device = "cuda" if str(load_device).startswith("cuda") else "cpu"
             settings = model.settings
-        return (ParallelWorkers(settings, config, device, _model_bytes(settings), getattr(model, "lora_stack", ()),
-                                load_device),)
+        return io.NodeOutput(ParallelWorkers(settings, config, device, _model_bytes(settings),
+                                             getattr(model, "lora_stack", ()), load_device))
 
 
 def _model_bytes(settings: Any) -> int:
     """Device bytes of one rank's transformer at the loader's precision and weight storage."""
     from consisid_core.parallel.worker_engine import estimate_bytes
 
-    return estimate_bytes(settings.path, _PRECISION_BYTES.get(settings.precision, 2),
-                          getattr(settings, "weight_dtype", "default"))
+    return estimate_bytes(settings.path, _PRECISION_BYTES.get(settings.runtime.dtype_name, 2),
+                          settings.runtime.weight_dtype)

@@ -1,11 +1,13 @@
 """One validation message for a wrong sampler size, through ComfyUI's on_prompt hook.
 
-ComfyUI files a failed VALIDATE_INPUTS once per argument the function takes, so a check of width,
-height and num_frames together would be reported three times (once per widget, even a correct one).
-This handler looks at the three values of every ConsisID Sampler before validation and, only when
-they are wrong, adds them as the sampler's hidden input `size`; the sampler's VALIDATE_INPUTS takes
-that one input, so ComfyUI reports one error naming exactly the wrong values. A prompt whose sizes
-are fine (or linked, so unknown until run time) is passed on untouched.
+ComfyUI (0.8, execution.py validate_inputs) files a failed validate_inputs once per argument the function is
+given, so a check of width, height and num_frames together would be reported three times (once per widget, even a
+correct one); and the check cannot read the other widgets another way (at validation a V3 node's hidden prompt is
+empty). This handler looks at the three values of every ConsisID Sampler before validation and, only when they are
+wrong, adds them as the sampler's input `size` (an optional V3 input of type CONSISID_SIZE that no node outputs
+and the canvas hides: V3 nodes receive no custom hidden inputs); the sampler's validate_inputs takes that one
+input, so ComfyUI reports one error naming exactly the wrong values. A prompt whose sizes are fine (or linked, so
+unknown until run time) is passed on untouched, and a prompt that gets `size` never runs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from consisid_core import node_ids
 
 from . import sizes
 
-SIZE_INPUT = "size"  # the hidden input of ConsisIDSampler that carries a wrong size to VALIDATE_INPUTS
+SIZE_INPUT = "size"  # the input of ConsisIDSampler that carries a wrong size to its validate_inputs
 SIZE_FIELDS = ("width", "height", "num_frames")
 CHECKED_NODES = (node_ids.SAMPLER,)
 _MARK = "_consisid_size_check"  # set on the PromptServer once the handler is installed (one pack copy is enough)

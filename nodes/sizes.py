@@ -1,6 +1,6 @@
 """Checks of the sampler's width/height/num_frames against the checkpoints installed under models/consisid.
 
-ComfyUI validates a node before anything runs, but a node's VALIDATE_INPUTS only sees its own widget
+ComfyUI validates a node before anything runs, but a node's validate_inputs only sees its own widget
 values (linked inputs such as `model` arrive as None), so it cannot know which checkpoint is wired in.
 It can refuse what no installed checkpoint supports; the sampler re-checks against the loaded model
 when it starts, before any work. Every message names only the values that are wrong.
@@ -9,7 +9,7 @@ when it starts, before any work. Every message names only the values that are wr
 from __future__ import annotations
 
 from consisid_core.engine.checks import frame_range
-from consisid_core.engine.info import ModelInfo
+from consisid_core.model_info import ModelInfo
 
 from . import model_folders
 

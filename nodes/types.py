@@ -1,4 +1,5 @@
-"""The pack's socket types and the values that travel on them (never ComfyUI's own type names)."""
+"""The pack's socket types (names and their V3 io types) and the values that travel on them (never ComfyUI's own
+type names)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from comfy_api.v0_0_2 import io
 
 CATEGORY = "ConsisID"
 
@@ -20,7 +22,25 @@ CACHE = "CONSISID_CACHE"  # consisid_core TeaCache
 EVAL_MODELS = "CONSISID_EVAL_MODELS"  # consisid_core.metrics EvalModels
 PARALLEL = "CONSISID_PARALLEL"  # nodes.parallel_node.ParallelWorkers
 TAKES = "CONSISID_TAKES"  # nodes.takes_nodes.Takes
-PACK_TYPES = (MODEL, FACE_MODELS, FACE, GLOBAL, LOCAL, TEXT, LATENTS, CACHE, EVAL_MODELS, PARALLEL, TAKES)
+SIZE = "CONSISID_SIZE"  # the Sampler's never-wired `size` input: a wrong width/height/num_frames (nodes/prompt_checks.py)
+PACK_TYPES = (MODEL, FACE_MODELS, FACE, GLOBAL, LOCAL, TEXT, LATENTS, CACHE, EVAL_MODELS, PARALLEL, TAKES, SIZE)
+
+
+class Sockets:
+    """The V3 io type of each name above (made once): `Sockets.Model.Input("model", ...)`, `.Output(...)`."""
+
+    Model = io.Custom(MODEL)
+    FaceModels = io.Custom(FACE_MODELS)
+    Face = io.Custom(FACE)
+    Global = io.Custom(GLOBAL)
+    Local = io.Custom(LOCAL)
+    Text = io.Custom(TEXT)
+    Latents = io.Custom(LATENTS)
+    Cache = io.Custom(CACHE)
+    EvalModels = io.Custom(EVAL_MODELS)
+    Parallel = io.Custom(PARALLEL)
+    Takes = io.Custom(TAKES)
+    Size = io.Custom(SIZE)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ for _path in (REPO_ROOT, TESTS_DIR):  # consisid_core, and the shared `support` 
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from support.comfyui_dir_guard import comfyui_dir_untouched  # noqa: E402,F401 (autouse: COMFYUI_DIR left as found)
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

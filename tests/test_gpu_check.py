@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import subprocess
 import sys
 import time
@@ -234,33 +233,6 @@ def test_comfy_rows_skip_with_the_reason_without_comfyui(monkeypatch):
     monkeypatch.setitem(sys.modules, "comfy", None)  # ComfyUI not importable
     make, why = gpu_check.comfy_model_factory(False)
     assert make is None and "ComfyUI is not importable" in why
-
-
-def test_no_bench_script_imports_tests_or_forms_a_cycle():
-    import ast
-
-    bench = REPO / "bench"
-    names = {p.stem for p in bench.glob("*.py")}
-    graph = {}
-    for path in bench.glob("*.py"):
-        source = path.read_text()
-        assert "tests" not in {part for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)
-                               for part in (node.module or "").split(".")}, path.name
-        if path.name != "bench_common.py":  # the one place the repository root is put on sys.path
-            assert not re.search(r"sys\.path\s*(\.|\[|\+?=)", source), f"{path.name} edits sys.path"
-        imported = set()
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Import):
-                imported |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                imported.add(node.module.split(".")[0])
-        graph[path.stem] = imported & names - {path.stem}
-
-    def reaches(start, goal, seen=()):
-        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph[start])
-
-    assert not [n for n in graph if reaches(n, n)], graph
-    assert graph["bench_common"] == set()
 
 
 def test_worse_figures_fail_only_compared_speed_rows(capsys):

@@ -116,14 +116,14 @@ def test_a_folder_is_listed_iff_the_loader_and_the_badge_find_it(tmp_path):
         badge = {m["name"]: m["path"] for m in routes.models_payload(folder_paths)["models"]}
         for name in candidates:
             found = folders.find_model(name)
-            verdict = loader.VALIDATE_INPUTS(name)
+            verdict = loader.validate_inputs(name)
             not_found = isinstance(verdict, str) and "was not found" in verdict
             assert (name in listed) == (found is not None) == (not not_found) == (name in badge), name
             if found is not None:
                 assert badge[name] == str(found), "the badge checks the folder the loader loads"
         assert str(folders.find_model("Complete")).startswith(str(Path(folder_paths.models_dir))), "first root wins"
-        assert loader.VALIDATE_INPUTS("Complete") is True
-        assert "model_index.json is missing" in loader.VALIDATE_INPUTS("OnlyTransformer")
+        assert loader.validate_inputs("Complete") is True
+        assert "model_index.json is missing" in loader.validate_inputs("OnlyTransformer")
     finally:
         comfy_stub.deactivate()
 

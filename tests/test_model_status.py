@@ -297,7 +297,7 @@ def _real_safetensors(path, **tensors) -> None:
 
 
 def test_format_checks_accept_whole_files_and_name_what_is_wrong(tmp_path):
-    from consisid_core.model_status.file_formats import format_problem
+    from consisid_core.file_formats import format_problem
 
     good = tmp_path / "good.safetensors"
     _real_safetensors(good)

@@ -69,21 +69,39 @@ def test_every_torch_load_is_weights_only():
     assert not offenders, offenders
 
 
-def test_pack_imports_like_a_comfyui_custom_node():
-    """ComfyUI loads custom_nodes/<folder>/__init__.py under the folder's name and reads the mappings."""
-    code = f"""
+_IMPORT_AS_COMFYUI = f"""
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location("ComfyUI-ConsisID", {str(REPO / '__init__.py')!r},
                                               submodule_search_locations=[{str(REPO)!r}])
 module = importlib.util.module_from_spec(spec)
 sys.modules["ComfyUI-ConsisID"] = module
 spec.loader.exec_module(module)
-assert isinstance(module.NODE_CLASS_MAPPINGS, dict) and isinstance(module.NODE_DISPLAY_NAME_MAPPINGS, dict)
+"""
+# The stand-in ComfyUI (comfy_api, folder_paths, server...) in an empty base folder, as ComfyUI is when it loads us.
+_STUB_COMFYUI = f"""
+import sys, tempfile
+sys.path.insert(0, {str(REPO / 'tests')!r})
+import comfy_stub
+comfy_stub.activate(tempfile.mkdtemp())
+"""
+
+
+def test_pack_imports_like_a_comfyui_custom_node():
+    """ComfyUI 0.8 loads custom_nodes/<folder>/__init__.py under the folder's name; with no NODE_CLASS_MAPPINGS
+    there it awaits comfy_entrypoint().get_node_list() and registers each class under its schema id and name."""
+    code = _STUB_COMFYUI + _IMPORT_AS_COMFYUI + f"""
+import asyncio, json
+from comfy_api.v0_0_2 import ComfyExtension, io
+assert not hasattr(module, "NODE_CLASS_MAPPINGS"), "ComfyUI would take the V1 mapping instead of comfy_entrypoint"
 assert module.WEB_DIRECTORY == "./web"
+extension = module.comfy_entrypoint()
+assert isinstance(extension, ComfyExtension)
+classes = asyncio.run(extension.get_node_list())
+assert all(issubclass(cls, io.ComfyNode) for cls in classes)
 import consisid_core
 assert consisid_core.__file__.startswith({str(REPO)!r})
-import json
-print(json.dumps([list(module.NODE_CLASS_MAPPINGS), list(module.NODE_DISPLAY_NAME_MAPPINGS)]))
+schemas = [cls.GET_SCHEMA() for cls in classes]
+print(json.dumps([[s.node_id for s in schemas], [s.display_name for s in schemas]]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr
@@ -93,8 +111,24 @@ print(json.dumps([list(module.NODE_CLASS_MAPPINGS), list(module.NODE_DISPLAY_NAM
         f"{len(ids)} nodes registered, {len(EXPECTED_NODE_IDS)} expected: a node was lost or added without "
         "updating EXPECTED_NODE_IDS in tests/test_pack_import.py"
     )
-    assert len(ids) == len(EXPECTED_NODE_IDS) and sorted(named) == sorted(ids)
+    assert len(ids) == len(EXPECTED_NODE_IDS) and all(named) and len(set(named)) == len(named)
     assert all(node_id.startswith("ConsisID") for node_id in ids), ids
+
+
+def test_a_comfyui_without_the_v3_api_gets_one_clear_message_not_a_crash():
+    """Inside a ComfyUI older than 0.8 (its folder_paths, no comfy_api) the pack still imports and says which ComfyUI
+    it needs; imported outside ComfyUI (a test runner importing the repo root, a tool) it logs nothing."""
+    older = f"""
+import sys
+sys.path.insert(0, {str(REPO / 'tests' / 'comfy_stub')!r})  # its folder_paths ...
+sys.modules["comfy_api"] = None  # ... and no comfy_api
+""" + _IMPORT_AS_COMFYUI + "print('imported', hasattr(module, 'comfy_entrypoint'))"
+    for code, told in ((older, True), (_IMPORT_AS_COMFYUI + "print('imported', True)", False)):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith("imported True")
+        assert ("needs ComfyUI 0.8 or later" in result.stderr) is told, result.stderr
+        assert "Traceback" not in result.stderr and "could not be loaded" not in result.stderr, result.stderr
 
 
 def test_core_import_is_light():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from support.pack import REPO, import_pack
+from support.pack import REPO, pack_module
 
 
 def test_readme_lists_every_registered_node_and_says_how_many():
-    registered = set(import_pack().NODE_CLASS_MAPPINGS)
+    registered = set(pack_module("nodes").NODES_BY_ID)
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     table = readme.split("\n## Nodes", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| [^|]*\(`(ConsisID\w+)`\)", table, flags=re.MULTILINE))

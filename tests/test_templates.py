@@ -1,7 +1,10 @@
-"""The templates' UI files: one prompt feeds Text Encode and Identity Score, and nothing lies where the Sampler's
-preview grows after a run (frontend 1.35 sizes it to the node width at the video's 3:2 aspect, measured)."""
+"""The templates' UI files: one prompt feeds Text Encode and Identity Score, nothing lies where the Sampler's
+preview grows after a run (frontend 1.35 sizes it to the node width at the video's 3:2 aspect, measured), and each
+note's text fits its box without scrolling."""
 
 from __future__ import annotations
+
+import textwrap
 
 import pytest
 
@@ -13,6 +16,9 @@ SCORES_UI = "ConsisID video with scores (VHS).json"
 # preview at the node's width and 3:2 (213), and a margin for its size caption.
 PREVIEW_ASPECT = 480 / 720
 PREVIEW_MARGIN = 16
+# A Note's text box in frontend 1.35.9 (headless Chromium, measured at zoom 1): 10px monospace, 6.02 px a character
+# and 11 px a line, 2 px padding; the box is the node less 20 px wide and 22 px high.
+NOTE_CHAR_PX, NOTE_LINE_PX, NOTE_PADDING_PX, NOTE_INSET = 6.0205, 11, 2, (20, 22)
 
 
 def _source(ui: dict, node_type: str, input_name: str) -> tuple[int, int]:
@@ -49,3 +55,21 @@ def test_nothing_lies_where_the_sampler_preview_grows(ui_name):
         for node in ui["nodes"]:
             if node is not sampler:
                 assert not intersects(grown, rects[node["id"]]), f"the Sampler's preview would cover {node['type']}"
+
+
+def note_lines(text: str, width: float) -> tuple[int, int]:
+    """(lines the text wraps to, lines that fit) in a Note `width` px wide, wrapped at spaces as the text box does."""
+    columns = int((width - NOTE_INSET[0] - 2 * NOTE_PADDING_PX) / NOTE_CHAR_PX)
+    return sum(max(1, len(textwrap.wrap(line, columns, replace_whitespace=False, break_on_hyphens=False)))
+               for line in text.split("\n")), columns
+
+
+@pytest.mark.parametrize("ui_name", sorted(UI_TO_API))
+def test_each_note_shows_all_its_text_without_scrolling(ui_name):
+    notes = [n for n in load(UI_DIR / ui_name)["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    assert notes, "every template carries a note"
+    for note in notes:
+        width, height = note["size"]
+        lines, columns = note_lines(note["widgets_values"][0], width)
+        room = int((height - NOTE_INSET[1] - 2 * NOTE_PADDING_PX) / NOTE_LINE_PX)
+        assert lines <= room, f"{note.get('title')}: {lines} lines of {columns} characters, room for {room}"

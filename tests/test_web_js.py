@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -239,6 +240,76 @@ def test_route_unavailable_draws_nothing_and_breaks_nothing(mode):
     assert result["texts"] == []
 
 
+HIDDEN_INPUTS = os.path.join(REPO, "web", "js", "consisid_hidden_inputs.js")
+
+HIDDEN_DRIVER = r"""
+import { registered } from "./scripts/app.js";
+await import("./extensions/consisid/js/consisid_hidden_inputs.js");
+await import("./extensions/ComfyUI-ConsisID/js/consisid_hidden_inputs.js");  // the web folder served twice
+const ext = registered[0];
+async function makeType(name) {
+  function NodeType() {}
+  NodeType.prototype.removeInput = function (i) { this.inputs.splice(i, 1); };  // LGraphNode.removeInput
+  NodeType.prototype.onNodeCreated = function () { this.ownCreated = true; };
+  await ext.beforeRegisterNodeDef(NodeType, { name });
+  return NodeType;
+}
+const SAMPLER_SLOTS = ["model", "text", "global_cond", "local_cond", "cache", "parallel", "size"];
+const slots = (names) => names.map((name) => ({ name, type: name === "size" ? "CONSISID_SIZE" : "X", link: null }));
+const names = (node) => node.inputs.map((i) => i.name);
+const Sampler = await makeType("ConsisIDSampler");
+const fresh = new Sampler();  // placed from the menu: the definition's slots, then onNodeCreated
+fresh.inputs = slots(SAMPLER_SLOTS);
+fresh.onNodeCreated();
+const loaded = new Sampler();  // a saved workflow whose Sampler still lists the slot: configure sets it back
+loaded.inputs = slots(SAMPLER_SLOTS);
+loaded.onNodeCreated();
+loaded.inputs = slots(SAMPLER_SLOTS);
+loaded.onConfigure({});
+const linked = new Sampler();
+linked.inputs = [{ name: "size", type: "CONSISID_SIZE", link: 7 }];
+linked.onConfigure({});
+const Other = await makeType("SomeoneElsesSampler");
+const other = new Other();
+other.inputs = slots(["size"]);
+other.onNodeCreated();
+console.log(JSON.stringify({ registeredCount: registered.length, fresh: names(fresh), ownCreated: !!fresh.ownCreated,
+  loaded: names(loaded), linked: names(linked), other: names(other), otherPatched: "onConfigure" in Other.prototype }));
+"""
+
+
+def _run_hidden_inputs() -> dict:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the JS logic test needs it (apt-get install nodejs)")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "scripts"))
+        for name in ("consisid", "ComfyUI-ConsisID"):
+            os.makedirs(os.path.join(tmp, "extensions", name, "js"))
+            shutil.copy(HIDDEN_INPUTS, os.path.join(tmp, "extensions", name, "js", "consisid_hidden_inputs.js"))
+        for name, text in (("scripts/app.js", APP_STUB), ("driver.mjs", HIDDEN_DRIVER)):
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as handle:
+                handle.write(text)
+        with open(os.path.join(tmp, "package.json"), "w", encoding="utf-8") as handle:
+            json.dump({"type": "module"}, handle)
+        done = subprocess.run([node, "driver.mjs"], cwd=tmp, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_samplers_never_wired_size_input_is_kept_off_the_canvas():
+    """The V3 Sampler declares `size` (the size check's one-message carrier) as an optional input: its slot is removed
+    when a Sampler is placed and when a saved workflow configures one; the Sampler's own slots, a linked slot and
+    other packs' nodes are left alone."""
+    result = _run_hidden_inputs()
+    assert result["registeredCount"] == 1, "a second copy of the script registers nothing"
+    assert result["fresh"] == ["model", "text", "global_cond", "local_cond", "cache", "parallel"]
+    assert result["ownCreated"], "the node's own onNodeCreated still runs"
+    assert result["loaded"] == result["fresh"]
+    assert result["linked"] == ["size"]
+    assert result["other"] == ["size"] and result["otherPatched"] is False
+
+
 # ---------------------------------------------------------------- real ComfyUI + headless Chromium
 
 
@@ -314,13 +385,11 @@ def test_badge_in_a_real_comfyui_canvas(tmp_path):
 
     workflow_path = str(UI_DIR / CORE_VIDEO_UI)
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    link = os.path.join(comfy_dir, "custom_nodes", "ComfyUI-ConsisID")
-    if not os.path.exists(link):
-        os.symlink(REPO, link)
-    port = _free_port()
-    log = open(tmp_path / "comfyui.log", "w")
-    server = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
-                              cwd=comfy_dir, stdout=log, stderr=subprocess.STDOUT)
+    from support import comfy_server
+
+    # --base-directory: the pack is linked, and settings and outputs are written, under tmp_path, not COMFYUI_DIR
+    server = comfy_server.start(Path(comfy_dir), python, tmp_path / "comfyui_base", Path(REPO))
+    port = server.port
     chrome = None
     try:
         _wait_http(f"http://127.0.0.1:{port}/object_info/ConsisIDModelLoader", 240)
@@ -341,6 +410,14 @@ def test_badge_in_a_real_comfyui_canvas(tmp_path):
             " return app.graph._nodes.filter(n => ['ConsisIDModelLoader','ConsisIDFaceModelsLoader'].includes(n.type))"
             ".map(n => [n.type, window.ConsisIDStatus.badgeFor(n)?.text ?? null, n.__consisidBadge ?? null]); })()"
         )
+        sampler_slots = chrome.evaluate(  # the size check's never-wired input (V3: an optional input) is off the canvas
+            "(() => { const app = window.app ?? window.comfyAPI.app.app;"
+            " const loaded = app.graph._nodes.find(n => n.type === 'ConsisIDSampler');"
+            " const fresh = window.LiteGraph.createNode('ConsisIDSampler');"
+            " return { loaded: loaded.inputs.map(i => i.name), fresh: fresh.inputs.map(i => i.name) }; })()"
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info/ConsisIDSampler", timeout=10) as response:
+            served = json.loads(response.read())["ConsisIDSampler"]["input"]
         chrome.evaluate(  # fit the whole graph in the window for the screenshot
             "(() => { const app = window.app ?? window.comfyAPI.app.app; const ns = app.graph._nodes;"
             " const x0 = Math.min(...ns.map(n => n.pos[0])), y0 = Math.min(...ns.map(n => n.pos[1] - 40));"
@@ -366,9 +443,10 @@ def test_badge_in_a_real_comfyui_canvas(tmp_path):
         assert popup and "face_encoder" in popup, popup
         assert badges and all(b[1] for b in badges), badges
         assert all(b[2] == b[1] for b in badges), "the badge was drawn on the canvas"
+        assert served["optional"]["size"][0] == "CONSISID_SIZE", "the V3 Sampler declares the input"
+        for slots in sampler_slots.values():
+            assert "model" in slots and "size" not in slots, sampler_slots
     finally:
         if chrome is not None:
             chrome.close()
-        server.terminate()
-        server.wait(30)
-        log.close()
+        server.stop()

@@ -7,6 +7,7 @@ line of a job carries its scores. Jobs that already have scores of the same prot
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -94,3 +95,20 @@ def format_summary(summary: dict) -> str:
     if summary.get("set_fid") is not None:
         parts.append(f"set FID (all face frames vs all reference faces): {summary['set_fid']:.2f}")
     return "\n".join(parts)
+
+
+def check_score_files(args: argparse.Namespace) -> None:
+    """The scoring models' files are all there (--score-model, --score-eval-dir, --score-buffalo-l-dir); else
+    EvalFilesError naming each missing one, before any video is made."""
+    from ..metrics import locate_eval_files
+
+    locate_eval_files(args.score_model, args.score_eval_dir, args.score_buffalo_l_dir)
+
+
+def score_batch(args: argparse.Namespace, jobs: list, out_dir: str) -> None:
+    """Load the scoring models (a missing file stops here with the list of files) and score the batch."""
+    from ..metrics import load_eval_models
+
+    models = load_eval_models(args.score_model, args.score_eval_dir, args.score_device, args.score_buffalo_l_dir)
+    summary = score_results(out_dir, jobs, models, args.score_protocol)
+    print(format_summary(summary))

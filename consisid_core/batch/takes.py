@@ -102,7 +102,7 @@ def takes_for_batch(args: argparse.Namespace, jobs: list[Job], workflow: dict) -
     floor = args.motion_floor
     if floor is not None and not 0 <= floor < float("inf"):
         raise UnsupportedInputError(f"--motion-floor must be a number of pixels per frame, at least 0; got {floor}")
-    from ..cli.score_args import check_score_files
+    from .scoring import check_score_files
 
     try:
         check_score_files(args)

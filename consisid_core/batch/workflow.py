@@ -121,6 +121,41 @@ def resolve_override(workflow: dict, key: str) -> list[tuple[str, str]]:
     )
 
 
+def _is_link(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+
+
+def text_source(workflow: dict, node_id: str, name: str) -> tuple[str, str]:
+    """(node id, input name) that holds the text of `name` on a node: the input itself when typed, else the `value`
+    of the string node its link comes from (followed through chains of string nodes), so every consumer of that
+    string sees one text."""
+    seen = [node_id]
+    current, input_name = node_id, name
+    while _is_link(workflow[current].get("inputs", {}).get(input_name)):
+        source = str(workflow[current]["inputs"][input_name][0])
+        what = f"the {name} of {_describe(workflow, node_id)}"
+        if source not in workflow:
+            raise WorkflowError(f"{what} is linked to node {source}, which is not in the workflow")
+        if source in seen:
+            raise WorkflowError(f"{what} is linked in a circle ({' -> '.join(seen + [source])})")
+        typed = [k for k, v in workflow[source].get("inputs", {}).items() if isinstance(v, str)]
+        value = workflow[source].get("inputs", {}).get("value")
+        if "value" not in workflow[source].get("inputs", {}) or typed not in ([], ["value"]) or \
+                not (isinstance(value, str) or _is_link(value)):
+            raise WorkflowError(
+                f"{what} comes from {_describe(workflow, source)}, which has no single text `value` to set "
+                "(link it from a String or String (Multiline) node, or type it into the node)")
+        seen.append(source)
+        current, input_name = source, "value"
+    return current, input_name
+
+
+def set_text(workflow: dict, node_id: str, name: str, text: str) -> None:
+    """Put `text` where input `name` of a node takes its text from (see text_source), in place."""
+    source, input_name = text_source(workflow, node_id, name)
+    workflow[source].setdefault("inputs", {})[input_name] = text
+
+
 def safe_name(name: str) -> str:
     """A file-name-safe version of a job name."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
@@ -143,9 +178,9 @@ def apply_job(
     if not encoders:
         raise WorkflowError(f"the workflow has no {TEXT_ENCODE} node to put the prompt in")
     for node_id in encoders:
-        patched[node_id]["inputs"]["prompt"] = prompt
+        set_text(patched, node_id, "prompt", prompt)
         if negative_prompt is not None:
-            patched[node_id]["inputs"]["negative_prompt"] = negative_prompt
+            set_text(patched, node_id, "negative_prompt", negative_prompt)
     if seed is not None:
         samplers = nodes_of(patched, SAMPLER)
         if not samplers:

@@ -66,14 +66,14 @@ def run(args: argparse.Namespace) -> int:
 
     takes = takes_for_batch(args, jobs, options.workflow)  # --takes N: checked now; None without it
     if args.score:  # missing scoring files stop the run before any video is made
-        from .score_args import check_score_files
+        from ..batch.scoring import check_score_files
 
         check_score_files(args)
     summary = run_batch(jobs if takes is None else takes.jobs, options)
     if takes is not None:  # score every take, keep each row's best (results.jsonl)
         takes.pick_with_args(args, options.out_dir)
     if args.score:
-        from .score_args import score_batch
+        from ..batch.scoring import score_batch
 
         score_batch(args, jobs, options.out_dir)
     print(

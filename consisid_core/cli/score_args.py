@@ -1,4 +1,4 @@
-"""`batch --score`: arguments and the post-run scoring of every finished job (identity metrics, local files)."""
+"""`batch --score`: the arguments (the scoring itself is consisid_core.batch.scoring)."""
 
 from __future__ import annotations
 
@@ -25,18 +25,3 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--score-buffalo-l-dir", type=Path, default=None, help="insightface buffalo_l folder, if elsewhere (default: searched beside the model)")
     group.add_argument("--score-device", default="cpu", help="torch device for scoring (default cpu)")
 
-
-def check_score_files(args: argparse.Namespace) -> None:
-    from ..metrics import locate_eval_files
-
-    locate_eval_files(args.score_model, args.score_eval_dir, args.score_buffalo_l_dir)
-
-
-def score_batch(args: argparse.Namespace, jobs: list, out_dir: str) -> None:
-    """Load the scoring models (a missing file stops here with the list of files) and score the batch."""
-    from ..batch.scoring import format_summary, score_results
-    from ..metrics import load_eval_models
-
-    models = load_eval_models(args.score_model, args.score_eval_dir, args.score_device, args.score_buffalo_l_dir)
-    summary = score_results(out_dir, jobs, models, args.score_protocol)
-    print(format_summary(summary))

@@ -1,6 +1,6 @@
 """The ConsisID video engine: model loading, conditioning stages, denoising and decoding.
 
-The names below are imported on first use, so `consisid_core.engine.info` and `.files` import without torch.
+The names below are imported on first use, so `consisid_core.engine.files` imports without torch.
 """
 
 from __future__ import annotations

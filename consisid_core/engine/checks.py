@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedInputError
 from ..notices import warn
-from .info import ModelInfo
+from ..model_info import ModelInfo
 
 MAX_LENGTH_FACTOR = 4  # frame counts up to this many times the trained length (193 for a 49-frame checkpoint)
 

@@ -7,17 +7,15 @@ import torch
 from PIL import Image
 
 from ..errors import UnsupportedInputError
+from ..image_input import InvalidImageError, load_rgb
 
 
 def to_pil_rgb(image) -> Image.Image:
     """Any face image the face pipeline accepts (PIL, path, HxWxC array, ComfyUI IMAGE tensor) as RGB PIL.
 
-    The one normaliser of the package (consisid_core.face.image_input): alpha composited on white, integer
+    The one normaliser of the package (consisid_core.image_input): alpha composited on white, integer
     and float ranges detected the same way as for identity extraction.
     """
-    from ..face.errors import InvalidImageError
-    from ..face.image_input import load_rgb
-
     try:
         return Image.fromarray(load_rgb(image), "RGB")
     except InvalidImageError as exc:

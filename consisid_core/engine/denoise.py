@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from .transformer_forward import transformer_forward
+from .transformer_forward import TokenSharding, transformer_forward
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..parallel import ParallelPlan
     from .teacache import TeaCache
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -38,7 +37,7 @@ def denoise_loop(
     generator: torch.Generator | None,
     callback: StepCallback | None = None,
     cache: "TeaCache | None" = None,
-    parallel: "ParallelPlan | None" = None,
+    parallel: TokenSharding | None = None,
 ) -> torch.Tensor:
     """Run all steps; `prompt_embeds` holds [negative; positive] when CFG is on (guidance_scale > 1).
 

@@ -11,19 +11,19 @@ import torch
 
 from ..cancel import per_call
 from ..errors import UnsupportedInputError
+from ..model_info import ModelInfo
+from ..runtime import RuntimeSetting, generator_device, noise_generator
+from ..runtime.offload import Placement
 from . import checks, memory_estimate
-from .attention import attention_backend
 from .conditioning import encode_posterior, image_latents, keypoint_image, preprocess, to_pil_rgb
 from .decode import decode_latents
 from .denoise import StepCallback, denoise_loop
-from .info import ModelInfo
-from .offload import Placement
+from .joint_attention import attention_backend
 from .rotary import rotary_embeddings
 from .stages import GlobalConditioning, LatentVideo, LocalConditioning, TextConditioning
 from .text import encode_prompt
 from .teacache import TeaCache, check_cache
 from .transformer_forward import face_tokens
-from ..runtime import RuntimeSetting, generator_device, noise_generator
 
 
 @dataclass

@@ -9,13 +9,13 @@ import torch
 
 from ..catalog import HF_URL
 from ..errors import ModelFilesError
-from ..runtime import DTYPES, RuntimeSetting, resolve_runtime  # noqa: F401  (DTYPES: old import path)
+from ..model_info import ModelInfo
+from ..runtime import RuntimeSetting, resolve_runtime
+from ..runtime.compile_blocks import compile_blocks
+from ..runtime.fp8 import apply_weight_dtype
+from ..runtime.offload import Placement
 from .engine import ConsisIDEngine
 from .files import ModelFiles, read_config, resolve_model_folder, resolve_single_file
-from .info import ModelInfo
-from .offload import Placement
-from .compile_blocks import compile_blocks
-from .fp8 import apply_weight_dtype
 from .weights import build_model
 
 def _load_text_encoder(files: ModelFiles, dtype: torch.dtype):

@@ -134,7 +134,7 @@ def transformer_linears(config: dict) -> dict[str, tuple[int, int]]:
 def lora_file_problem(path: str | Path, transformer_config: dict) -> str | None:
     """Before any model loads: None when the LoRA file is whole and every tensor fits the transformer that
     `transformer_config` describes (same rules as `check_fits`), else one line saying why. Reads the header only."""
-    from ..model_status.file_formats import format_problem, read_safetensors_header, safetensors_shapes
+    from ..file_formats import format_problem, read_safetensors_header, safetensors_shapes
 
     path = Path(path).expanduser()
     problem = format_problem(path)

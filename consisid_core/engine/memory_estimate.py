@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .info import ModelInfo
+from ..model_info import ModelInfo
 
 MiB = 1 << 20
 FLOOR = 256 * MiB

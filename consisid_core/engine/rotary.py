@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .info import ModelInfo
+from ..model_info import ModelInfo
 
 
 def _crop_region(grid_h: int, grid_w: int, base_w: int, base_h: int) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -8,14 +8,26 @@ bit-identical) but takes the precomputed face tokens.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.utils.checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..parallel import ParallelPlan
     from .teacache import TeaCacheRun
+
+
+class TokenSharding(Protocol):
+    """What the forward asks of a multi-GPU plan (consisid_core.parallel.ParallelPlan implements it, one layer up):
+    this rank's CFG branch and token slice in, the whole batch and every token back out."""
+
+    def shard_batch(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]: ...
+
+    def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+    def shard_tokens(self, video: torch.Tensor, text: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def gather_tokens(self, video: torch.Tensor, text: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def face_tokens(transformer, id_cond: torch.Tensor, id_vit_hidden: list[torch.Tensor], dtype: torch.dtype,
@@ -35,7 +47,7 @@ def transformer_forward(
     tokens: torch.Tensor | None,
     face_scale: float,
     cache: "TeaCacheRun | None" = None,
-    parallel: "ParallelPlan | None" = None,
+    parallel: TokenSharding | None = None,
 ) -> torch.Tensor:
     """Predict v for `hidden_states` [B, T, 2C, h, w]; face tokens (batch 1) reach every CFG branch.
 

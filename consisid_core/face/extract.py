@@ -11,13 +11,14 @@ import numpy as np
 import torch
 
 from ..cancel import CancelHook, checkpoint
+from ..image_input import load_rgb
 from .align import alignment_error, alignment_matrix, transform_points, warp_face
 from .errors import NoFaceError
 from .eva_clip import preprocess
 from .identity import FaceReading, Identity
-from .image_input import load_rgb, resize_long_edge
 from .models import FaceModels
 from .parsing import crop_to_tensor, face_on_white, to_uint8_image
+from .resize import resize_long_edge
 from .selection import FaceSelection, check_selection, choose
 
 MIN_SIDE = 16  # below this no detector can see a face; fail fast with a clear message

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..engine.offload import Placement
+from ..runtime.offload import Placement
 from ..errors import ModelFilesError
 from ..runtime import RuntimeSetting, resolve_device, resolve_dtype
 from .bisenet import BiSeNet, load_bisenet

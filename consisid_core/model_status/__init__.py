@@ -1,9 +1,9 @@
 """Which weight files of the pack are present, missing or truncated, and where each one must go.
 
 A reporter over consisid_core.model_folder (where things are): file_checks (one file against the catalog),
-folders (whole model folders), locations (which folders to check), text (the report as a table),
-file_formats (is a file whole by its own format) and deep_check (generate's pre-load check of every file it
-will read, LoRAs included).
+folders (whole model folders), locations (which folders to check), text (the report as a table) and
+deep_check (generate's pre-load check of every file it will read, LoRAs included; whether a file is whole by its
+own format is consisid_core.file_formats, which the engine's LoRA check reads too).
 Used by `python -m consisid_core check-models`, `install.py` and the ComfyUI route `GET /consisid/models`.
 Only the standard library: it must run before anything else is installed.
 """

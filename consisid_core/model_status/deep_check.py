@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import catalog, model_folder
-from .file_formats import format_problem
+from ..file_formats import format_problem
 from .folders import _model_entries
 
 

@@ -81,7 +81,7 @@ class ParallelPlan:
         if self.attention_fn is None:
             yield
             return
-        from ..engine.attention import joint_attention
+        from ..engine.joint_attention import joint_attention
 
         with joint_attention(transformer, self.attention_fn):
             yield

@@ -26,12 +26,12 @@ def load_denoiser(path: str | Path, runtime: RuntimeSetting):
     from diffusers import CogVideoXDPMScheduler, ConsisIDTransformer3DModel
 
     from ..catalog import HF_URL
-    from ..engine.compile_blocks import compile_blocks
+    from ..runtime.compile_blocks import compile_blocks
     from ..engine.engine import ConsisIDEngine
     from ..engine.files import read_config, resolve_model_folder, resolve_single_file
-    from ..engine.fp8 import apply_weight_dtype
-    from ..engine.info import ModelInfo
-    from ..engine.offload import Placement
+    from ..runtime.fp8 import apply_weight_dtype
+    from ..model_info import ModelInfo
+    from ..runtime.offload import Placement
     from ..engine.weights import build_model
     from ..errors import ModelFilesError
 
@@ -54,7 +54,7 @@ def load_denoiser(path: str | Path, runtime: RuntimeSetting):
 
 def describe(engine) -> dict[str, Any]:
     """What this worker process holds and runs with, read from the live objects (not from the settings asked for)."""
-    from ..engine.fp8 import FP8Linear
+    from ..runtime.fp8 import FP8Linear
 
     transformer = engine.transformer
     blocks = list(transformer.transformer_blocks)

@@ -8,7 +8,7 @@ import torch
 
 from ..catalog import HF_URL
 from ..engine.files import ModelFiles, read_config, resolve_model_folder
-from ..engine.info import ModelInfo
+from ..model_info import ModelInfo
 from ..engine.weights import build_model, read_state_dict
 
 

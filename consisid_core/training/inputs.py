@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from ..engine.conditioning import keypoint_image, sample_posterior
-from ..engine.info import ModelInfo
+from ..model_info import ModelInfo
 from .dataset import identity_tensors, reference
 from .recipe import SampleDraws, TrainConfig, draw, sample_generator
 

@@ -47,7 +47,7 @@ def setup_from_files(model_path: str | Path, face: str | Path, prompt: str, step
 def render(transformer, vae, scheduler, info, setup: ValidationSetup, out: Path) -> Path:
     """One video with the current weights, through the engine's own stages; written as an mp4."""
     from ..engine.engine import ConsisIDEngine
-    from ..engine.offload import Placement
+    from ..runtime.offload import Placement
     from ..video import write_mp4
 
     device = next(transformer.parameters()).device

@@ -1,4 +1,5 @@
-"""Stand-ins for the core and VHS nodes our workflows end in, with the real 0.8 / VHS input names.
+"""Stand-ins for the core and VHS nodes our workflows end in, with the real 0.8 / VHS input names (and API: LoadImage
+and VHS are V1 classes, CreateVideo, SaveVideo and PrimitiveStringMultiline V3 nodes, as in ComfyUI 0.8).
 
 LoadImage reads from the input folder like ComfyUI's; CreateVideo/SaveVideo and VHS_VideoCombine write an
 mp4 (imageio-ffmpeg, through consisid_core.video) so tests can count the frames of a real file. History-style
@@ -11,6 +12,10 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
+import comfy_stub
+
+io, ui = comfy_stub.api_module().io, comfy_stub.api_module().ui  # the V3 schema, as ComfyUI 0.8's own video nodes use
 
 
 def _write_mp4(path: str, frames, fps: float) -> None:
@@ -56,39 +61,43 @@ class VideoFromComponents:
     frame_rate: float
 
 
-class CreateVideo:
+class CreateVideo(io.ComfyNode):
+    """ComfyUI 0.8's V3 "Create Video" (comfy_extras/nodes_video.py): images + fps -> VIDEO."""
+
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE",), "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0, "step": 1.0})},
-                "optional": {"audio": ("AUDIO",)}}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CreateVideo", display_name="Create Video", category="image/video",
+            inputs=[io.Image.Input("images"), io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0),
+                    io.Audio.Input("audio", optional=True)],
+            outputs=[io.Video.Output()])
 
-    CATEGORY = "image/video"
-    RETURN_TYPES = ("VIDEO",)
-    FUNCTION = "execute"
-
-    def execute(self, images, fps, audio=None):
-        return (VideoFromComponents(images, float(fps)),)
-
-
-class SaveVideo:
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"video": ("VIDEO",), "filename_prefix": ("STRING", {"default": "video/ComfyUI"}),
-                             "format": (["auto", "mp4"], {"default": "auto"}), "codec": (["auto", "h264"], {"default": "auto"})},
-                "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+    def execute(cls, images, fps, audio=None):
+        return io.NodeOutput(VideoFromComponents(images, float(fps)))
 
-    CATEGORY = "image/video"
-    RETURN_TYPES = ()
-    OUTPUT_NODE = True
-    FUNCTION = "execute"
 
-    def execute(self, video, filename_prefix, format, codec, prompt=None, extra_pnginfo=None):
+class SaveVideo(io.ComfyNode):
+    """ComfyUI 0.8's V3 "Save Video": writes the VIDEO to the output folder, history {"images": [...], "animated"}."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SaveVideo", display_name="Save Video", category="image/video",
+            inputs=[io.Video.Input("video"), io.String.Input("filename_prefix", default="video/ComfyUI"),
+                    io.Combo.Input("format", options=["auto", "mp4"], default="auto"),
+                    io.Combo.Input("codec", options=["auto", "h264"], default="auto")],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True)
+
+    @classmethod
+    def execute(cls, video, filename_prefix, format, codec):
         import folder_paths
 
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, folder_paths.get_output_directory())
         file = f"{name}_{counter:05}_.mp4"
         _write_mp4(os.path.join(folder, file), video.images, video.frame_rate)
-        return {"ui": {"images": [{"filename": file, "subfolder": subfolder, "type": "output"}], "animated": (True,)}}
+        return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
 
 
 class VHS_VideoCombine:
@@ -128,20 +137,18 @@ class VHS_VideoCombine:
         return {"ui": {"gifs": [preview]}, "result": ((save_output, [path]),)}
 
 
-class PrimitiveStringMultiline:
-    """ComfyUI's "String (Multiline)" (comfy_extras/nodes_primitive.py): one text that feeds several inputs."""
+class StringMultiline(io.ComfyNode):
+    """ComfyUI 0.8's V3 "String (Multiline)" (comfy_extras/nodes_primitive.py): one text that feeds several inputs."""
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"value": ("STRING", {"multiline": True})}}
+    def define_schema(cls):
+        return io.Schema(node_id="PrimitiveStringMultiline", display_name="String (Multiline)", category="utils/primitive",
+                         inputs=[io.String.Input("value", multiline=True)], outputs=[io.String.Output()])
 
-    CATEGORY = "utils/primitive"
-    RETURN_TYPES = ("STRING",)
-    FUNCTION = "execute"
-
-    def execute(self, value):
-        return (value,)
+    @classmethod
+    def execute(cls, value):
+        return io.NodeOutput(value)
 
 
-MAPPINGS = {cls.__name__: cls for cls in (LoadImage, CreateVideo, SaveVideo, VHS_VideoCombine,
-                                          PrimitiveStringMultiline)}
+MAPPINGS = {"LoadImage": LoadImage, "VHS_VideoCombine": VHS_VideoCombine,
+            **{cls.GET_SCHEMA().node_id: cls for cls in (CreateVideo, SaveVideo, StringMultiline)}}

@@ -476,9 +476,6 @@ def test_template_browser_shows_our_workflows_with_title_and_thumbnail(server, t
     assert hidden_nodes(opened) == [], "a template opened from the browser shows every node"
 
 
-TAKES_UI = "ConsisID best of takes (VHS).json"  # its note is another change's (issue 18, takes)
-
-
 @pytest.mark.parametrize("ui_name", sorted(UI_TO_API))
 def test_template_after_a_run_has_no_preview_over_another_node_and_a_note_without_scrolling(server, tmp_path, ui_name):
     """Each template, opened in a 1280x720 window and run with the page's own Run on the tiny model (previews on):
@@ -506,8 +503,7 @@ def test_template_after_a_run_has_no_preview_over_another_node_and_a_note_withou
     overlaps = [found for found in hidden_nodes(probe) if " overlaps " in found]
     assert overlaps == [], "a node grown by its preview covers another"
     assert len(notes) == 1, notes
-    if ui_name != TAKES_UI:
-        assert notes[0]["hidden_y"] <= 0 and notes[0]["hidden_x"] <= 0, f"the note scrolls: {notes[0]}"
+    assert notes[0]["hidden_y"] <= 0 and notes[0]["hidden_x"] <= 0, f"the note scrolls: {notes[0]}"
 
 
 FRESH_JS = """(async () => {

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import consisid_core
-from consisid_core.engine.attention import available_backends
+from consisid_core.runtime.attention import available_backends
 from support.engine_inputs import PROMPT, face_image, identity
 
 SETTINGS = dict(height=32, width=48, num_frames=9, num_inference_steps=2, guidance_scale=6.0, seed=4)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import consisid_core
-from consisid_core.engine.compile_blocks import toolchain_problem
+from consisid_core.runtime.compile_blocks import toolchain_problem
 from consisid_core.runtime import RuntimeSettingError, resolve_runtime
 from support.engine_inputs import PROMPT, face_image, identity
 

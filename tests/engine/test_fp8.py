@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import consisid_core
-from consisid_core.engine.fp8 import FP8Linear, apply_weight_dtype, quantize, scaled_mm_linear, weight_bytes
+from consisid_core.runtime.fp8 import FP8Linear, apply_weight_dtype, quantize, scaled_mm_linear, weight_bytes
 from consisid_core.engine.transformer_forward import transformer_forward
 from consisid_core.runtime import RuntimeSettingError, resolve_runtime
 from support.engine_inputs import PROMPT, face_image, identity
@@ -274,7 +274,7 @@ def test_fast_fp8_divides_the_activations_by_the_scale_it_hands_to_scaled_mm(mon
 
 
 def test_fast_fp8_scale_is_never_zero_in_fp16():
-    from consisid_core.engine.fp8 import activation_scale
+    from consisid_core.runtime.fp8 import activation_scale
 
     for dtype in (torch.float16, torch.bfloat16, torch.float32):
         for rows in (torch.zeros(2, 8, dtype=dtype), torch.full((2, 8), 1e-6).to(dtype)):

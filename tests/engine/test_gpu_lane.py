@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import consisid_core
-from consisid_core.engine.attention import available_backends
+from consisid_core.runtime.attention import available_backends
 from support.engine_inputs import PROMPT, face_image, identity
 
 pytestmark = [

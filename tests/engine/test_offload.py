@@ -18,8 +18,8 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 import consisid_core
-from consisid_core.engine import offload, offload_groups
-from consisid_core.engine.offload import Placement, host_tensors
+from consisid_core.runtime import offload, offload_groups
+from consisid_core.runtime.offload import Placement, host_tensors
 from engine.test_offload_fakes import pretend_cuda
 from support.engine_inputs import PROMPT, face_image, identity
 
@@ -239,6 +239,13 @@ def _generate(engine, **extra) -> torch.Tensor:
     return engine.generate(PROMPT, image=face_image(), id_cond=id_cond, id_vit_hidden=hidden, **KWARGS, **extra)
 
 
+def _same_frames(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Equal up to float32 summation order: the pretend GPU's copies are fresh allocations, and on some CPUs (seen
+    on AMD EPYC) their alignment changes the SIMD reduction order by a few ulps; a wrong weight or a skipped stage
+    differs by far more."""
+    return got.shape == want.shape and float((got - want).abs().max()) <= 1e-5
+
+
 def _cancel(step, total, latents):
     raise RuntimeError("cancelled during the first step")
 
@@ -287,7 +294,7 @@ def test_offloaded_engine_on_a_pretend_gpu_pins_exactly_and_unpins_on_release_an
                engine.vae.encoder, engine.vae.decoder)  # parts the engine calls (it never calls the DiT's forward)
     seen, held_now = _watch_parts(entries, engine.placement, models)
     for _ in range(2):
-        assert torch.equal(_generate(engine), expected), "device copies compute the same frames"
+        assert _same_frames(_generate(engine), expected), "device copies compute the same frames"
         assert host_tensors(models) == before, "host copies keep their storage (no copy made back)"
         if mode != "none":
             assert all(engine.placement.device_bytes(m) == 0 for m in models), "device copies dropped after use"
@@ -295,7 +302,7 @@ def test_offloaded_engine_on_a_pretend_gpu_pins_exactly_and_unpins_on_release_an
         with pytest.raises(RuntimeError, match="cancelled"):
             _generate(engine, callback=_cancel)
         assert all(engine.placement.device_bytes(m) == 0 for m in models), "no stale device weights"
-        assert torch.equal(_generate(engine), expected), "the next run equals a fresh one"
+        assert _same_frames(_generate(engine), expected), "the next run equals a fresh one"
     assert len(seen) >= 2 * len(entries)
     if mode == "model_offload":
         assert {len(s) for s in seen} == {1}, "only the stage's model is on the device"
@@ -311,7 +318,7 @@ def test_offloaded_engine_on_a_pretend_gpu_pins_exactly_and_unpins_on_release_an
     assert held <= stats.pinned <= 1.1 * held, f"pinned {stats.pinned} for {held} bytes held"
     engine.release()
     assert cuda.registered == {}, "release unregisters every range"
-    assert torch.equal(_generate(engine), expected), "released engines come back on next use"
+    assert _same_frames(_generate(engine), expected), "released engines come back on next use"
     assert cuda.registered, "pinned again"
     ref = weakref.ref(engine.placement)
     del engine, models, entries

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from consisid_core.engine import offload, offload_groups, pinning
+from consisid_core.runtime import offload, offload_groups, pinning
 
 
 @dataclass

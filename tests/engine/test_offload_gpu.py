@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import consisid_core
-from consisid_core.engine import offload_groups
-from consisid_core.engine.offload import host_tensors
+from consisid_core.runtime import offload_groups
+from consisid_core.runtime.offload import host_tensors
 from support.engine_inputs import PROMPT, face_image, identity
 
 pytestmark = [

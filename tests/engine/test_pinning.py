@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from consisid_core.engine import pinning
-from consisid_core.engine.offload import Placement
-from consisid_core.engine.pinning import PAGE, HostPins
+from consisid_core.runtime import pinning
+from consisid_core.runtime.offload import Placement
+from consisid_core.runtime.pinning import PAGE, HostPins
 from engine.test_offload_fakes import CudaSpy, pretend_cuda
 
 

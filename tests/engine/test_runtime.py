@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import consisid_core
-from consisid_core.engine import attention
+from consisid_core.runtime import attention
 from consisid_core.runtime import RuntimeSettingError, resolve_runtime
 
 KERNEL_PROBE = attention.backend_kernel_error  # the real probe (fake_cuda replaces it)

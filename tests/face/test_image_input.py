@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from consisid_core.face import InvalidImageError
-from consisid_core.face.image_input import load_rgb, resize_long_edge
+from consisid_core.face.resize import resize_long_edge
+from consisid_core.image_input import load_rgb
 
 
 @pytest.fixture(scope="module")

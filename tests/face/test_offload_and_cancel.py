@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from consisid_core.cancel import Cancelled
-from consisid_core.engine import offload, offload_groups
-from consisid_core.engine.offload import Placement, host_tensors
+from consisid_core.runtime import offload, offload_groups
+from consisid_core.runtime.offload import Placement, host_tensors
 from consisid_core.face import extract_identity, load_face_models
 from engine.test_offload_fakes import pretend_cuda
 

@@ -186,7 +186,7 @@ def test_retinaface_detections_bit_identical(full_dir, photos):
     import cv2
     from facexlib.detection import init_detection_model
 
-    from consisid_core.face.image_input import resize_long_edge
+    from consisid_core.face.resize import resize_long_edge
     from consisid_core.face.retinaface import load_retinaface
 
     theirs = init_detection_model("retinaface_resnet50", device="cpu", model_rootpath=str(full_dir / "face_encoder"))

@@ -17,7 +17,7 @@ import torch
 from consisid_core.face import FaceSelectionError, extract_identity
 from consisid_core.face.align import alignment_matrix, warp_face
 from consisid_core.face.detection import DetectedFace
-from consisid_core.face.image_input import resize_long_edge
+from consisid_core.face.resize import resize_long_edge
 from consisid_core.face.parsing import crop_to_tensor, face_on_white, to_uint8_image
 from consisid_core.face.selection import check_selection, choose
 

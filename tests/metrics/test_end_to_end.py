@@ -144,27 +144,27 @@ def comfy_with_eval(eval_model_dir, tmp_path):
     os.symlink(eval_model_dir / "face_encoder", model / "face_encoder")
     os.symlink(eval_model_dir.parent / "eval", base / "models" / "consisid" / "eval")
     comfy_stub.activate(base)
-    pack = import_pack()
+    import_pack()
     pack_module("nodes.comfy_bridge").register_model_folders()
-    yield pack
+    yield pack_module("nodes")  # the node classes by id (NODES_BY_ID); ComfyUI gets them from comfy_entrypoint()
     comfy_stub.deactivate()
 
 
 def test_nodes_score_a_video(comfy_with_eval, photos):
     pack = comfy_with_eval
-    loader = pack.NODE_CLASS_MAPPINGS["ConsisIDEvalModelsLoader"]
-    assert loader.VALIDATE_INPUTS("ConsisID-preview") is True
-    (models,) = loader().load("ConsisID-preview", "cpu", "CPU")
+    loader = pack.NODES_BY_ID["ConsisIDEvalModelsLoader"]
+    assert loader.validate_inputs("ConsisID-preview") is True
+    (models,) = loader.execute("ConsisID-preview", "cpu", "CPU")
     video = torch.from_numpy(pan(photos["astronaut"], 3)).float() / 255
     ref = torch.from_numpy(photos["astronaut"]).float().unsqueeze(0) / 255
-    out = pack.NODE_CLASS_MAPPINGS["ConsisIDIdentityScore"]().score(models, video, ref, "fixed", "")
-    arc, cur, clip, fid, motion, text, plot = out["result"]
+    out = pack.NODES_BY_ID["ConsisIDIdentityScore"].execute(models, video, ref, "fixed", "")
+    arc, cur, clip, fid, motion, text, plot = out.result
     assert all(isinstance(v, float) for v in (arc, cur, clip, fid, motion))
     assert clip == -1.0 and 0.0 <= arc <= 1.0 and fid >= 0 and "CLIPScore: n/a" in text
-    assert plot.shape[0] == 1 and plot.shape[-1] == 3 and plot.dtype == torch.float32 and out["ui"]["text"] == [text]
+    assert plot.shape[0] == 1 and plot.shape[-1] == 3 and plot.dtype == torch.float32 and out.ui["text"] == [text]
     import folder_paths
 
-    shown = out["ui"]["images"][0]
+    shown = out.ui["images"][0]
     saved = cv2.imread(os.path.join(folder_paths.get_temp_directory(), shown["filename"]))[:, :, ::-1]
     np.testing.assert_array_equal(saved, np.rint(plot[0].numpy() * 255).astype(np.uint8))
 
@@ -172,6 +172,6 @@ def test_nodes_score_a_video(comfy_with_eval, photos):
 def test_nodes_explain_missing_models(comfy_with_eval, tmp_path):
     pack = comfy_with_eval
     os.remove(tmp_path / "ComfyUI" / "models" / "consisid" / "eval")
-    message = pack.NODE_CLASS_MAPPINGS["ConsisIDEvalModelsLoader"].VALIDATE_INPUTS("ConsisID-preview")
+    message = pack.NODES_BY_ID["ConsisIDEvalModelsLoader"].validate_inputs("ConsisID-preview")
     assert "ConsisID Eval Models Loader" in message and "inception_v3_google-0cc3c7bd.pth" in message
     assert "clip-vit-base-patch32" in message and "download.pytorch.org" in message

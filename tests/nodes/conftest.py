@@ -12,7 +12,7 @@ import pytest
 import comfy_stub
 from comfy_stub import core_nodes, harness
 from support.node_graph import DEFAULT_PHOTO, FACE_FILE, MODEL_NAME, install_tiny_model
-from support.pack import import_pack, pack_module
+from support.pack import PACK_NAME, import_pack, pack_module
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +35,17 @@ def comfyui(comfy_root):
     pack = import_pack()
     pack_module("nodes.comfy_bridge").register_model_folders()
     pack_module("nodes.prompt_checks").register()  # on this test's server, as at ComfyUI start
+    classes, names = harness.node_mappings(pack, name=PACK_NAME)  # through comfy_entrypoint(), as ComfyUI 0.8
+    mappings = {**classes, **core_nodes.MAPPINGS}
     yield SimpleNamespace(
         root=comfy_root,
         folder_paths=folder_paths,
         pack=pack,
-        mappings={**pack.NODE_CLASS_MAPPINGS, **core_nodes.MAPPINGS},
+        nodes=classes,  # the pack's node classes by id
+        display_names=names,
+        mappings=mappings,
         registry=pack_module("nodes.model_cache").REGISTRY,
-        run=lambda prompt: harness.execute(prompt, {**pack.NODE_CLASS_MAPPINGS, **core_nodes.MAPPINGS}),
+        run=lambda prompt: harness.execute(prompt, mappings),
     )
     _KEPT.extend(h for h in pack_module("nodes.model_cache").REGISTRY.handles() if h not in _KEPT)
     comfy_stub.deactivate()

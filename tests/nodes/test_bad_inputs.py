@@ -76,9 +76,9 @@ def test_missing_model_folder_is_refused_at_validation_with_where_to_put_it(comf
 
 
 def test_missing_model_folder_at_run_time_is_a_node_error(comfyui):
-    loader = comfyui.mappings["ConsisIDModelLoader"]()
+    loader = comfyui.mappings["ConsisIDModelLoader"]
     with pytest.raises(Exception) as error:
-        loader.load("NotDownloaded", "fp32", "none", "sdpa")
+        loader.execute("NotDownloaded", "fp32", "none", "sdpa")
     assert type(error.value).__name__ == "ConsisIDNodeError"
     assert str(error.value).startswith("ConsisID DiT Loader (ConsisIDModelLoader): model folder 'NotDownloaded'")
 
@@ -108,8 +108,8 @@ def test_antelopev2_is_taken_from_comfyui_insightface_folder(comfyui, extra_mode
     shared = comfyui.root / "models" / "insightface" / "models" / "antelopev2"
     _link_tree(preview_ante, shared)
     loader = comfyui.mappings["ConsisIDFaceModelsLoader"]
-    assert loader.VALIDATE_INPUTS("SharedAntelope") is True
-    (handle,) = loader().load("SharedAntelope", "CPU", "cpu", "fp32")
+    assert loader.validate_inputs("SharedAntelope") is True
+    (handle,) = loader.execute("SharedAntelope", "CPU", "cpu", "fp32")
     assert handle.get().files.antelopev2_dir == shared
 
 
@@ -118,7 +118,7 @@ def test_nested_antelopev2_folder_is_explained(comfyui, extra_model):
     extra_model("NestedAntelope", skip=("face_encoder/models",))
     nested = comfyui.root / "models" / "insightface" / "models" / "antelopev2" / "antelopev2"
     _link_tree(preview_ante, nested)
-    message = comfyui.mappings["ConsisIDFaceModelsLoader"].VALIDATE_INPUTS("NestedAntelope")
+    message = comfyui.mappings["ConsisIDFaceModelsLoader"].validate_inputs("NestedAntelope")
     assert message.startswith("ConsisID Face Models Loader (ConsisIDFaceModelsLoader):")
     assert "one folder too deep" in message and str(nested) in message
 
@@ -151,7 +151,7 @@ SIZE_FIELDS = ("width", "height", "num_frames")
                          "that range."),
 ])
 def test_a_wrong_size_is_one_validation_error_naming_only_the_wrong_values(comfyui, overrides, expected):
-    """ComfyUI files a failed VALIDATE_INPUTS once per argument: the sampler's takes one (`size`), so one error."""
+    """ComfyUI files a failed validate_inputs once per argument: the sampler's takes one (`size`), so one error."""
     server = sys.modules["server"].PromptServer.instance
     before = len(comfyui.registry.handles())
     with pytest.raises(harness.PromptError) as error:
@@ -166,8 +166,52 @@ def test_a_wrong_size_is_one_validation_error_naming_only_the_wrong_values(comfy
     assert server.progress == [] and len(comfyui.registry.handles()) == before, "nothing ran"
 
 
+@pytest.mark.comfyui
+def test_a_wrong_size_is_one_message_in_a_real_comfyui(tmp_path):
+    """The same through a real ComfyUI 0.8 (COMFYUI_DIR, run by COMFYUI_PYTHON; skipped without one): its on_prompt
+    hook runs, its executor hands the V3 Sampler's optional `size` input to validate_inputs and files one error;
+    a frame count the installed checkpoint cannot make is refused there too, before anything runs."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from support import comfy_server
+    from support.node_graph import DEFAULT_PHOTO, FACE_FILE, install_tiny_model
+    from support.pack import REPO
+
+    comfy_dir = os.environ.get("COMFYUI_DIR")
+    if not comfy_dir or not os.path.isfile(os.path.join(comfy_dir, "comfy_api", "v0_0_2", "__init__.py")):
+        pytest.skip("COMFYUI_DIR (a ComfyUI 0.8 checkout) is not set: the harness checked the same path")
+    base = tmp_path / "comfyui_base"
+    install_tiny_model(base / "models" / "consisid" / MODEL_NAME)
+    (base / "input").mkdir(parents=True)
+    shutil.copy(DEFAULT_PHOTO, base / "input" / FACE_FILE)
+    server = comfy_server.start(Path(comfy_dir), os.environ.get("COMFYUI_PYTHON", sys.executable), base, REPO)
+    sampler = nodes_of(tiny_prompt(), "ConsisIDSampler")[0]
+    found = {}
+    try:
+        for overrides in ({"width": 50, "num_frames": 10}, {"num_frames": 41}, {}):
+            body = json.dumps({"prompt": tiny_prompt(steps=1, **overrides), "client_id": "size-check"}).encode()
+            request = urllib.request.Request(f"{server.url}/prompt", body, {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    found[str(overrides)] = (response.status, json.loads(response.read()))
+            except urllib.error.HTTPError as error:
+                found[str(overrides)] = (error.code, json.loads(error.read()))
+    finally:
+        server.stop()
+    for overrides, start in ((str({"width": 50, "num_frames": 10}), "width=50 must be a multiple of 16"),
+                             (str({"num_frames": 41}), "num_frames=41 is outside what the installed")):
+        status, answer = found[overrides]
+        assert status == 400 and list(answer["node_errors"]) == [sampler], answer
+        (error,) = answer["node_errors"][sampler]["errors"]
+        assert error["type"] == "custom_validation_failed", error
+        assert error["details"].startswith(f"size - ConsisID Sampler (ConsisIDSampler): {start}"), error
+    assert found["{}"][0] == 200 and not found["{}"][1].get("node_errors"), found["{}"]
+
+
 def test_a_size_out_of_the_widget_range_is_comfyuis_own_single_error(comfyui):
-    """min/max stay ComfyUI's check (width/height/num_frames are not VALIDATE_INPUTS arguments): one error."""
+    """min/max stay ComfyUI's check (width/height/num_frames are not validate_inputs arguments): one error."""
     with pytest.raises(harness.PromptError) as error:
         comfyui.run(tiny_prompt(height=8192))
     (reason,) = error.value.node_errors[nodes_of(tiny_prompt(), "ConsisIDSampler")[0]]
@@ -186,7 +230,7 @@ def test_a_correct_or_linked_size_leaves_the_prompt_untouched(comfyui):
     stale = tiny_prompt()
     stale[sampler]["inputs"]["size"] = {"width": 1, "height": 1, "num_frames": 1}
     assert "size" not in checks.mark_wrong_sizes({"prompt": stale})["prompt"][sampler]["inputs"], "re-decided"
-    assert comfyui.mappings["ConsisIDSampler"].VALIDATE_INPUTS() is True
+    assert comfyui.mappings["ConsisIDSampler"].validate_inputs() is True
 
 
 def test_a_size_only_another_checkpoint_supports_is_refused_when_the_sampler_starts(comfyui):
@@ -236,13 +280,13 @@ def test_photo_without_a_face_is_a_clear_node_error(comfyui, blind_model, node):
     from skimage import data
 
     cat = torch.from_numpy(data.chelsea().astype(np.float32) / 255.0)[None]
-    (face_models,) = comfyui.mappings["ConsisIDFaceModelsLoader"]().load("NoFaceFound", "CPU", "cpu", "fp32")
+    (face_models,) = comfyui.mappings["ConsisIDFaceModelsLoader"].execute("NoFaceFound", "CPU", "cpu", "fp32")
     cls = comfyui.mappings[node]
     args = {"face_models": face_models, "image": cat, "face_selection": "largest", "face_index": 0}
     if node == "ConsisIDLocalExtractor":
         args["face_scale"] = 1.0
     with pytest.raises(Exception) as error:
-        getattr(cls(), cls.FUNCTION)(**args)
+        cls.execute(**args)
     message = str(error.value)
     assert type(error.value).__name__ == "ConsisIDNodeError"
     assert message.startswith(f"{cls.DISPLAY_NAME} ({node}): No usable face in the 451x300 photo")
@@ -274,7 +318,7 @@ def test_a_batch_names_the_photo_without_a_face(comfyui, blind_model):
     from skimage import data
 
     cat = torch.from_numpy(data.chelsea()[:256, :256].astype(np.float32) / 255.0)
-    (face_models,) = comfyui.mappings["ConsisIDFaceModelsLoader"]().load("NoFaceFound", "CPU", "cpu", "fp32")
+    (face_models,) = comfyui.mappings["ConsisIDFaceModelsLoader"].execute("NoFaceFound", "CPU", "cpu", "fp32")
     with pytest.raises(Exception) as error:
-        comfyui.mappings["ConsisIDLocalExtractor"]().extract(face_models, torch.stack([cat, cat]), 1.0, "largest", 0)
+        comfyui.mappings["ConsisIDLocalExtractor"].execute(face_models, torch.stack([cat, cat]), 1.0, "largest", 0)
     assert "Local Extractor (ConsisIDLocalExtractor): image 1 of 2: No usable face" in str(error.value)

@@ -169,9 +169,9 @@ def test_cancel_during_face_extraction_stops_before_the_next_model(comfyui, monk
     import comfy.model_management as mm
 
     prompt = tiny_prompt(steps=1, face_selection="central")
-    loader = comfyui.mappings["ConsisIDFaceModelsLoader"]()
+    loader = comfyui.mappings["ConsisIDFaceModelsLoader"]
     inputs = prompt[_only(prompt, "ConsisIDFaceModelsLoader")]["inputs"]
-    (face_handle,) = loader.load(**inputs)
+    (face_handle,) = loader.execute(**inputs)
     models = face_handle.get()
     eva_calls = []
     hook = models.eva.register_forward_pre_hook(lambda m, a: eva_calls.append(1))

@@ -12,14 +12,14 @@ from support.node_graph import DEFAULT_PHOTO, MODEL_NAME
 
 @pytest.fixture
 def face_nodes(comfyui):
-    (models,) = comfyui.mappings["ConsisIDFaceModelsLoader"]().load(MODEL_NAME, "CPU", "default", "fp32")
+    (models,) = comfyui.mappings["ConsisIDFaceModelsLoader"].execute(MODEL_NAME, "CPU", "default", "fp32")
     photo = torch.from_numpy(np.asarray(Image.open(DEFAULT_PHOTO).convert("RGB")).astype(np.float32) / 255.0)[None]
     return comfyui.mappings, models, photo
 
 
 def test_crop_align_gives_the_aligned_face_and_where_it_was(face_nodes):
     mappings, models, photo = face_nodes
-    aligned, faces = mappings["ConsisIDFaceCropAlign"]().align(models, photo, "largest", 0)
+    aligned, faces = mappings["ConsisIDFaceCropAlign"].execute(models, photo, "largest", 0)
     assert tuple(aligned.shape) == (1, 512, 512, 3) and aligned.dtype == torch.float32
     (face,) = faces.faces
     assert face.source_size == (512, 512) and face.aligned_size == (512, 512) and face.face_count == 1
@@ -33,9 +33,9 @@ def test_crop_align_gives_the_aligned_face_and_where_it_was(face_nodes):
                                                  ("photo", (1, 256, 384, 3), (384, 256))])
 def test_landmark_renderer_draws_the_five_points(face_nodes, frame, canvas, size):
     mappings, models, photo = face_nodes
-    _aligned, faces = mappings["ConsisIDFaceCropAlign"]().align(models, photo, "largest", 0)
+    _aligned, faces = mappings["ConsisIDFaceCropAlign"].execute(models, photo, "largest", 0)
     canvas_image = None if canvas is None else torch.zeros(canvas)
-    (image,) = mappings["ConsisIDLandmarkRenderer"]().render(faces, frame, canvas=canvas_image)
+    (image,) = mappings["ConsisIDLandmarkRenderer"].execute(faces, frame, canvas=canvas_image)
     assert tuple(image.shape) == (1, size[1], size[0], 3)
     info = faces.faces[0]
     points, source = (info.face_kps, info.aligned_size) if frame == "aligned_face" else (info.kps, info.source_size)
@@ -49,8 +49,8 @@ def test_local_extractor_averages_a_batch_of_photos(face_nodes):
 
     mappings, models, photo = face_nodes
     brighter = (photo * 1.25).clamp(0, 1)
-    _aligned, faces = mappings["ConsisIDFaceCropAlign"]().align(models, torch.cat([photo, brighter]), "largest", 0)
-    (local,) = mappings["ConsisIDLocalExtractor"]().extract(models, face_scale=0.8, face=faces)
+    _aligned, faces = mappings["ConsisIDFaceCropAlign"].execute(models, torch.cat([photo, brighter]), "largest", 0)
+    (local,) = mappings["ConsisIDLocalExtractor"].execute(models, face_scale=0.8, face=faces)
     assert local.photos == 2 and local.face_scale == 0.8
     single = [extract_identity(models.get(), p, "largest") for p in (photo[0], brighter[0])]  # the core, per photo
     expected = average_identities(single)
@@ -63,10 +63,10 @@ def test_local_extractor_averages_a_batch_of_photos(face_nodes):
 def test_the_legacy_photo_input_gives_the_same_features_as_the_face_input(face_nodes):
     """Workflows saved before the face input wire the photo into the Local Extractor: same features."""
     mappings, models, photo = face_nodes
-    _aligned, faces = mappings["ConsisIDFaceCropAlign"]().align(models, photo, "largest", 0)
-    extractor = mappings["ConsisIDLocalExtractor"]()
-    (from_face,) = extractor.extract(models, face_scale=1.0, face=faces)
-    (from_photo,) = extractor.extract(models, photo, 1.0, "largest", 0)  # the old positional call still works
+    _aligned, faces = mappings["ConsisIDFaceCropAlign"].execute(models, photo, "largest", 0)
+    extractor = mappings["ConsisIDLocalExtractor"]
+    (from_face,) = extractor.execute(models, face_scale=1.0, face=faces)
+    (from_photo,) = extractor.execute(models, photo, 1.0, "largest", 0)  # the old positional call still works
     assert torch.equal(from_face.id_cond, from_photo.id_cond)
     assert all(torch.equal(a, b) for a, b in zip(from_face.id_vit_hidden, from_photo.id_vit_hidden))
 
@@ -74,7 +74,7 @@ def test_the_legacy_photo_input_gives_the_same_features_as_the_face_input(face_n
 def test_local_extractor_without_face_or_photo_says_what_to_connect(face_nodes):
     mappings, models, _photo = face_nodes
     with pytest.raises(Exception) as error:
-        mappings["ConsisIDLocalExtractor"]().extract(models, face_scale=1.0)
+        mappings["ConsisIDLocalExtractor"].execute(models, face_scale=1.0)
     assert "connect Face Crop&Align's face output to the Local Extractor's face input" in str(error.value)
 
 
@@ -92,8 +92,8 @@ def test_rgba_canvas_image_and_the_same_photo_on_disk_give_the_same_face(face_no
     Image.fromarray(rgba, "RGBA").save(path)
     canvas = torch.from_numpy(rgba.astype(np.float32) / 255.0)[None]  # [1, H, W, 4]
 
-    aligned, faces = mappings["ConsisIDFaceCropAlign"]().align(models, canvas, "largest", 0)
-    (local,) = mappings["ConsisIDLocalExtractor"]().extract(models, face_scale=1.0, face=faces)
+    aligned, faces = mappings["ConsisIDFaceCropAlign"].execute(models, canvas, "largest", 0)
+    (local,) = mappings["ConsisIDLocalExtractor"].execute(models, face_scale=1.0, face=faces)
     from_disk = extract_identity(models.get(), str(path), "largest")
     assert np.array_equal((aligned[0].numpy() * 255).round().astype(np.uint8), from_disk.face_image)
     assert torch.equal(local.id_cond, from_disk.id_cond)

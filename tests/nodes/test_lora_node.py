@@ -21,7 +21,7 @@ def test_lora_node_lists_the_folder_and_refuses_a_foreign_file(comfyui):
     save_file({"transformer.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 5)}, str(bad))
     try:
         cls = comfyui.mappings["ConsisIDLoRA"]
-        assert cls.INPUT_TYPES()["required"]["lora_name"][0] == ["foreign.safetensors"]
+        assert cls.INPUT_TYPES()["required"]["lora_name"][1]["options"] == ["foreign.safetensors"]
         prompt = tiny_prompt(steps=2)
         (loader,) = nodes_of(prompt, "ConsisIDModelLoader")
         (sampler,) = nodes_of(prompt, "ConsisIDSampler")
@@ -32,5 +32,5 @@ def test_lora_node_lists_the_folder_and_refuses_a_foreign_file(comfyui):
             comfyui.run(prompt)
     finally:
         bad.unlink()
-    assert comfyui.mappings["ConsisIDLoRA"].INPUT_TYPES()["required"]["lora_name"][0] == [
+    assert comfyui.mappings["ConsisIDLoRA"].INPUT_TYPES()["required"]["lora_name"][1]["options"] == [
         "(no LoRA in models/consisid_loras)"]

@@ -115,7 +115,7 @@ class _FakePool:
 def _transformer_bytes(folder, weight_dtype: str) -> int:
     """The bytes of the transformer a worker really holds (loaded here, fp32)."""
     import consisid_core
-    from consisid_core.engine.offload import module_bytes
+    from consisid_core.runtime.offload import module_bytes
 
     engine = consisid_core.load_engine(folder, device="cpu", dtype=torch.float32, weight_dtype=weight_dtype)
     return module_bytes(engine.transformer)
@@ -143,9 +143,12 @@ def _model(comfyui, lora_stack=(), **settings):
 
     from support.node_graph import MODEL_NAME
 
-    fields = dict(precision="fp32", memory_mode="auto", attention="sdpa", device="cuda:0", **settings)
+    from consisid_core.runtime import RuntimeSetting
+
+    fields = dict(device=torch.device("cuda", 0), dtype=torch.float32, face_dtype=torch.float32, attention="sdpa",
+                  memory_mode="none", **settings)  # as a DiT Loader with memory_mode "auto" on a GPU resolves it
     engine_settings = pack_module("nodes.model_cache").EngineSettings(
-        str(comfyui.root / "models" / "consisid" / MODEL_NAME), **fields)
+        str(comfyui.root / "models" / "consisid" / MODEL_NAME), RuntimeSetting(**fields), comfy_managed=True)
     return SimpleNamespace(settings=engine_settings, lora_stack=tuple(lora_stack))
 
 
@@ -155,7 +158,7 @@ def test_group_patcher_is_on_comfyuis_gpu_sized_like_a_rank_and_carries_the_mode
     module, mm = on_gpu
     lora = (str(comfyui.root / "style.safetensors"), 0.7)
     model = _model(comfyui, [lora], weight_dtype=weight_dtype, compile="blocks")
-    (workers,) = module.ConsisIDParallelWorkers().make(model, True, 1, 1)
+    (workers,) = module.ConsisIDParallelWorkers.execute(model, True, 1, 1)
     pool = workers.pool()
     patcher = module._PATCHERS[0]
     real = _transformer_bytes(model.settings.path, weight_dtype)
@@ -173,7 +176,7 @@ def test_comfyuis_unload_and_vram_pressure_on_the_gpu_stop_the_workers(on_gpu, c
     import comfy.model_patcher
 
     module, mm = on_gpu
-    (workers,) = module.ConsisIDParallelWorkers().make(_model(comfyui), True, 1, 1)
+    (workers,) = module.ConsisIDParallelWorkers.execute(_model(comfyui), True, 1, 1)
     first = workers.pool()
     mm.unload_all_models()  # "Unload models" / POST /free on a GPU machine: free_memory(1e30, cuda:0)
     assert not first.alive and not module._POOLS and not module._PATCHERS

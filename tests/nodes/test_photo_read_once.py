@@ -75,11 +75,11 @@ def test_a_batch_of_photos_is_read_once_per_photo(comfyui, face_calls):
     import numpy as np
     from PIL import Image
 
-    (models,) = comfyui.mappings["ConsisIDFaceModelsLoader"]().load(MODEL_NAME, "CPU", "default", "fp32")
+    (models,) = comfyui.mappings["ConsisIDFaceModelsLoader"].execute(MODEL_NAME, "CPU", "default", "fp32")
     photo = torch.from_numpy(np.asarray(Image.open(DEFAULT_PHOTO).convert("RGB")).astype(np.float32) / 255.0)[None]
     batch = torch.cat([photo, photo.flip(2)])  # the same person twice (mirrored)
-    _aligned, faces = comfyui.mappings["ConsisIDFaceCropAlign"]().align(models, batch, "largest", 0)
-    (local,) = comfyui.mappings["ConsisIDLocalExtractor"]().extract(models, face_scale=1.0, face=faces)
+    _aligned, faces = comfyui.mappings["ConsisIDFaceCropAlign"].execute(models, batch, "largest", 0)
+    (local,) = comfyui.mappings["ConsisIDLocalExtractor"].execute(models, face_scale=1.0, face=faces)
     assert local.photos == 2
     assert face_calls == {key: 2 for key in ONE_READ}
 

@@ -21,15 +21,14 @@ def _load(name: str) -> dict:
 @pytest.mark.parametrize("ui_name, api_name", sorted(UI_TO_API.items()))
 def test_previous_ui_files_give_their_api_prompts_with_todays_nodes(comfyui, ui_name, api_name):
     """Widget values are positional in UI files: today's widgets must line up with the saved values."""
-    pack = comfyui.pack
-    converted = ui_to_api(_load(ui_name), pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)
+    converted = ui_to_api(_load(ui_name), comfyui.nodes, comfyui.display_names)
     graph = {i: (n["class_type"], n["inputs"]) for i, n in converted.items()}  # titles (_meta) may change
     assert graph == {i: (n["class_type"], n["inputs"]) for i, n in _load(api_name).items()}
 
 
 @pytest.mark.parametrize("api_name", sorted(UI_TO_API.values()))
 def test_previous_api_prompts_name_only_existing_inputs_and_set_every_required_one(comfyui, api_name):
-    mappings = comfyui.pack.NODE_CLASS_MAPPINGS
+    mappings = comfyui.nodes
     for node_id, node in _load(api_name).items():
         if node["class_type"] not in mappings:
             continue  # core / VHS nodes

@@ -91,8 +91,8 @@ def test_cli_noise_device_reaches_the_generator(comfyui, cli_capture, noise_devi
 
 def test_sampler_tooltips_say_what_the_noise_device_does(comfyui):
     sampler = comfyui.mappings["ConsisIDSampler"]
-    choices, options = sampler.INPUT_TYPES()["optional"]["noise_device"]
-    assert choices == ["cpu", "gpu"] and options["default"] == "cpu"
+    kind, options = sampler.INPUT_TYPES()["optional"]["noise_device"]
+    assert (kind, options["options"], options["default"]) == ("COMBO", ["cpu", "gpu"], "cpu")
     assert 'torch.Generator("cuda")' in options["tooltip"] and "every machine" in options["tooltip"]
     assert "exactly" not in sampler.DESCRIPTION
 
@@ -108,11 +108,31 @@ def test_loader_nodes_refuse_bad_combinations_before_loading(comfyui, overrides,
 
 
 def test_attention_combo_lists_only_backends_that_import(comfyui, monkeypatch, tmp_path):
-    from consisid_core.engine import attention
+    from consisid_core.runtime import attention
 
     (tmp_path / "broken_flash_wheel.py").write_text('raise ImportError("flash_attn_2_cuda: undefined symbol")\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(attention.OPTIONAL_BACKENDS, "flash_attn", "broken_flash_wheel")
     monkeypatch.setattr(attention, "_IMPORT_ERRORS", {})
-    choices = comfyui.mappings["ConsisIDModelLoader"].INPUT_TYPES()["required"]["attention"][0]
+    choices = comfyui.mappings["ConsisIDModelLoader"].INPUT_TYPES()["required"]["attention"][1]["options"]
     assert choices[0] == "sdpa" and "flash_attn" not in choices
+
+
+def test_loaders_key_their_models_on_the_one_runtime_setting(comfyui):
+    """A loader resolves its choices once (consisid_core.runtime.resolve_runtime, as the CLI) and that setting is
+    what its cache is keyed on and what the engine runs with: another precision alone is another model, the same
+    choices give the same loaded model back."""
+    from consisid_core.runtime import resolve_runtime
+
+    loader, face_loader = comfyui.nodes["ConsisIDModelLoader"], comfyui.nodes["ConsisIDFaceModelsLoader"]
+    (fp32,) = loader.execute(MODEL_NAME, "fp32", "auto", "sdpa")
+    assert fp32.settings.runtime == resolve_runtime(device="cpu", dtype="fp32", attention="sdpa", memory_mode="none")
+    assert fp32.settings.memory_mode == "auto" and fp32.get().runtime == fp32.settings.runtime
+    (bf16,) = loader.execute(MODEL_NAME, "bf16", "auto", "sdpa")
+    assert bf16 is not fp32 and bf16.settings.runtime.dtype == torch.bfloat16
+    assert bf16.settings.path == fp32.settings.path and bf16.settings.memory_mode == "auto"
+    assert loader.execute(MODEL_NAME, "bf16", "auto", "sdpa")[0] is bf16
+    (faces,) = face_loader.execute(MODEL_NAME, "CPU", "cpu", "fp32")
+    assert faces.settings.runtime == resolve_runtime(device="cpu", dtype="fp32")
+    assert face_loader.execute(MODEL_NAME, "CPU", "cpu", "bf16")[0] is not faces
+    assert face_loader.execute(MODEL_NAME, "CPU", "cpu", "fp32")[0] is faces

@@ -17,17 +17,17 @@ PROMPT = "a woman smiles at the camera in the park"
 
 @pytest.fixture
 def model_and_encoder(comfyui):
-    (handle,) = comfyui.mappings["ConsisIDModelLoader"]().load("ConsisID-preview", "fp32", "none", "sdpa")
+    (handle,) = comfyui.mappings["ConsisIDModelLoader"].execute("ConsisID-preview", "fp32", "none", "sdpa")
     engine = handle.get()
-    return handle, engine, comfyui.mappings["ConsisIDTextEncode"]()
+    return handle, engine, comfyui.mappings["ConsisIDTextEncode"]
 
 
 @pytest.mark.parametrize("prompt", [PROMPT, "a man walks " * 20, ""])
 def test_core_clip_t5_gives_the_same_embeddings_as_the_model_t5(model_and_encoder, prompt):
     handle, engine, node = model_and_encoder
     clip = T5OnlySD3Clip(engine.tokenizer, engine.text_encoder)
-    (ours,) = node.encode(handle, prompt, "dark", clip=None)
-    (theirs,) = node.encode(handle, prompt, "dark", clip=clip)
+    (ours,) = node.execute(handle, prompt, "dark", clip=None)
+    (theirs,) = node.execute(handle, prompt, "dark", clip=clip)
     assert theirs.source == "CLIP input"
     assert torch.equal(theirs.conditioning.prompt_embeds, ours.conditioning.prompt_embeds)
     assert torch.equal(theirs.conditioning.negative_embeds, ours.conditioning.negative_embeds)
@@ -46,7 +46,7 @@ def test_fixed_length_tokens_keep_weights_and_cut_long_prompts():
 def test_a_clip_without_t5_is_a_node_error(model_and_encoder):
     handle, _engine, node = model_and_encoder
     with pytest.raises(Exception) as error:
-        node.encode(handle, PROMPT, "", clip=NotT5Clip())
+        node.execute(handle, PROMPT, "", clip=NotT5Clip())
     assert str(error.value).startswith("ConsisID Text Encode (ConsisIDTextEncode): the CLIP input has no T5-XXL")
     assert "CLIPLoader type 'sd3'" in str(error.value)
 
@@ -59,7 +59,7 @@ def test_a_clip_with_another_width_is_a_node_error(model_and_encoder):
             return torch.zeros(1, len(tokens["t5xxl"][0]), 4096)
 
     with pytest.raises(Exception) as error:
-        node.encode(handle, PROMPT, "", clip=Wide(engine.tokenizer, engine.text_encoder))
+        node.execute(handle, PROMPT, "", clip=Wide(engine.tokenizer, engine.text_encoder))
     assert "gives 4096-wide embeddings but this ConsisID model needs 32" in str(error.value)
 
 

@@ -35,12 +35,12 @@ def _api(name):
 
 @pytest.mark.parametrize("ui_name, api_name", PAIRS)
 def test_ui_and_api_describe_the_same_graph(comfyui, ui_name, api_name):
-    assert ui_to_api(_ui(ui_name), comfyui.pack.NODE_CLASS_MAPPINGS, comfyui.pack.NODE_DISPLAY_NAME_MAPPINGS) == _api(api_name)
+    assert ui_to_api(_ui(ui_name), comfyui.nodes, comfyui.display_names) == _api(api_name)
 
 
 @pytest.mark.parametrize("ui_name, api_name", PAIRS)
 def test_every_node_type_is_ours_core_or_vhs(comfyui, ui_name, api_name):
-    ours = set(comfyui.pack.NODE_CLASS_MAPPINGS)
+    ours = set(comfyui.nodes)
     types = {n["type"] for n in _ui(ui_name)["nodes"]} - set(FRONTEND_ONLY_NODES)
     assert types <= ours | CORE_NODES | VHS_NODES, types - ours - CORE_NODES - VHS_NODES
     from consisid_core import node_ids
@@ -53,7 +53,7 @@ def test_every_node_type_is_ours_core_or_vhs(comfyui, ui_name, api_name):
 
 @pytest.mark.parametrize("ui_name", sorted(UI_TO_API))
 def test_widget_values_follow_input_types_order(comfyui, ui_name):
-    mappings = comfyui.pack.NODE_CLASS_MAPPINGS
+    mappings = comfyui.nodes
     for node in _ui(ui_name)["nodes"]:
         values = node.get("widgets_values", [])
         if node["type"] in FRONTEND_ONLY_NODES or node["type"] not in mappings:
@@ -67,8 +67,8 @@ def test_widget_values_follow_input_types_order(comfyui, ui_name):
                 assert value in SEED_CONTROLS
                 continue
             kind, options = spec[name][0], (spec[name][1] if len(spec[name]) > 1 else {})
-            if isinstance(kind, list):
-                assert value in kind or name == "model", (node["type"], name, value)
+            if kind == "COMBO":  # a V3 combo: its choices are options["options"]
+                assert value in options["options"] or name == "model", (node["type"], name, value)
             else:
                 assert kind in WIDGET_TYPES
                 assert type(value) is {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[kind], (name, value)
@@ -78,12 +78,12 @@ def test_widget_values_follow_input_types_order(comfyui, ui_name):
 
 
 def test_sampler_and_decode_defaults_are_the_contract(comfyui):
-    sampler = comfyui.pack.NODE_CLASS_MAPPINGS["ConsisIDSampler"].INPUT_TYPES()["required"]
+    sampler = comfyui.nodes["ConsisIDSampler"].INPUT_TYPES()["required"]
     defaults = {k: v[1].get("default") for k, v in sampler.items() if len(v) > 1 and "default" in v[1]}
     assert defaults == {"seed": 42, "steps": 50, "cfg": 6.0, "use_dynamic_cfg": False, "width": 720, "height": 480,
                         "num_frames": 49}
     assert sampler["seed"][1]["control_after_generate"] is True
-    decode = comfyui.pack.NODE_CLASS_MAPPINGS["ConsisIDDecode"].INPUT_TYPES()["required"]
+    decode = comfyui.nodes["ConsisIDDecode"].INPUT_TYPES()["required"]
     assert decode["vae_tiling"][1]["default"] is True
 
 

@@ -1,7 +1,9 @@
 """Make the canvas pictures the repository ships, with a real ComfyUI and headless Chromium: every template's
 thumbnail (example_workflows/<name>.jpg: the whole graph after a real run, so previews, videos and scores are what
 a run left on the canvas) and the README screenshot (workflows/consisid_basic.jpg, the VHS workflow as it opens in
-a 1280x720 window), plus PNGs of each opened and each run workflow in OUT for review.
+a 1280x720 window), plus, in OUT for review: PNGs of each opened and each run workflow, the text each run's output
+nodes showed (<name> (run outputs).json: the scores in the picture) and the template browser.
+A picture with a completion notice left on screen or a note that scrolls is refused.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/its/python python tests/support/canvas_images.py OUT
 
@@ -38,10 +40,6 @@ def _fit_js(margin: int) -> str:
         "(async () => { const app = window.app ?? window.comfyAPI.app.app; const s = app.extensionManager.setting;"
         " await s.set('LiteGraph.Canvas.MinFontSizeForLOD', 1);"
         " await s.set('Comfy.Graph.CanvasInfo', false);"
-        " for (const leaf of document.querySelectorAll('body *')) {"  # the floating "1 job completed" notice
-        "   if (leaf.children.length || !/jobs? completed/.test(leaf.textContent)) continue;"
-        "   let e = leaf; while (e && !['fixed', 'absolute'].includes(getComputedStyle(e).position)) e = e.parentElement;"
-        "   if (e && e.getBoundingClientRect().width < innerWidth / 2) e.style.opacity = 0; }"
         " const style = document.createElement('style');"
         f" style.textContent = {json.dumps(HIDE_INTERFACE_CSS)}; document.head.appendChild(style);"
         " const b = app.graph._nodes.map(n => n.getBounding());"
@@ -60,9 +58,11 @@ def _load_js(workflow: str) -> str:
 
 
 async def _shoot(comfy_server, browser: str, url: str, profile: Path, window, workflow: str, fit: bool,
-                 run: bool = False) -> bytes:
-    from support.canvas_runs import load_and_run_js
+                 run: bool = False) -> tuple[bytes, dict]:
+    """A screenshot of the workflow (after a run if `run`: then also the run's outputs, e.g. the scores shown)."""
+    from support.canvas_runs import HIDE_NOTICE_JS, NOTE_JS, load_and_run_js
 
+    result: dict = {}
     async with comfy_server.Browser(browser, profile, window=window) as page:
         await page.open_comfyui(url)
         if run:
@@ -73,8 +73,30 @@ async def _shoot(comfy_server, browser: str, url: str, profile: Path, window, wo
             await page.evaluate(_load_js(workflow))
         if fit:
             await page.evaluate(_fit_js(margin=24))
+        notices = await page.evaluate(HIDE_NOTICE_JS)
+        scrolling = [n for n in await page.evaluate(NOTE_JS) if n["hidden_y"] > 0 or n["hidden_x"] > 0]
+        if notices or scrolling:
+            raise RuntimeError(f"not a clean picture: notices {notices} on screen, notes that scroll {scrolling}")
+        shot = await page.call("Page.captureScreenshot", format="png")
+    return base64.b64decode(shot["data"]), result
+
+
+async def _browse_templates(comfy_server, browser: str, url: str, profile: Path, count: int) -> bytes:
+    """A screenshot of ComfyUI's template browser showing this pack's `count` templates."""
+    from support.canvas_runs import TEMPLATE_BROWSER_JS
+
+    async with comfy_server.Browser(browser, profile, window=(1280, 1100)) as page:  # two rows of cards
+        await page.open_comfyui(url)
+        shown = await page.evaluate(TEMPLATE_BROWSER_JS % (count, count))
+        if not shown:
+            raise RuntimeError("the template browser did not show the ComfyUI-ConsisID templates")
         shot = await page.call("Page.captureScreenshot", format="png")
     return base64.b64decode(shot["data"])
+
+
+def _shown_text(outputs: dict) -> dict:
+    """node id -> the text each output node showed after the run (the Identity Score's and Pick Take's scores)."""
+    return {node: output["text"] for node, output in (outputs or {}).items() if output.get("text")}
 
 
 def _label(png: bytes, text: str) -> bytes:
@@ -131,19 +153,26 @@ def make_images(out: Path) -> list[Path]:
             for name in UI_TO_API:
                 workflow = (UI_DIR / name).read_text(encoding="utf-8")
                 title = name[:-len(".json")]
-                opened = asyncio.run(_shoot(comfy_server, browser, server.url + "/", base / "p1", WINDOW, workflow, False))
+                opened, _ = asyncio.run(_shoot(comfy_server, browser, server.url + "/", base / "p1", WINDOW, workflow,
+                                               False))
                 (out / f"{title} (opened).png").write_bytes(opened)
                 written.append(out / f"{title} (opened).png")
                 if name == BASIC_UI:
                     _jpeg(opened, REPO / "workflows" / "consisid_basic.jpg")
                     written.append(REPO / "workflows" / "consisid_basic.jpg")
-                ran = asyncio.run(_shoot(comfy_server, browser, server.url + "/", base / "p2",
-                                         (THUMB_WINDOW, THUMB_WINDOW), workflow, True, run=True))
+                ran, result = asyncio.run(_shoot(comfy_server, browser, server.url + "/", base / "p2",
+                                                 (THUMB_WINDOW, THUMB_WINDOW), workflow, True, run=True))
                 if any(node in workflow for node in SCORED_NODES):
                     ran = _label(ran, RANDOM_LABEL)
                 (out / f"{title} (after a run).png").write_bytes(ran)
+                (out / f"{title} (run outputs).json").write_text(json.dumps(_shown_text(result.get("outputs")), indent=1))
                 _jpeg(ran, UI_DIR / f"{title}.jpg", (THUMB_SIZE, THUMB_SIZE))
-                written += [out / f"{title} (after a run).png", UI_DIR / f"{title}.jpg"]
+                written += [out / f"{title} (after a run).png", out / f"{title} (run outputs).json",
+                            UI_DIR / f"{title}.jpg"]
+            browser_shot = asyncio.run(_browse_templates(comfy_server, browser, server.url + "/", base / "p3",
+                                                             len(UI_TO_API)))
+            (out / "template browser.png").write_bytes(browser_shot)
+            written.append(out / "template browser.png")
         finally:
             server.stop()
     return written

@@ -64,7 +64,7 @@ def widget_names(cls) -> list[str]:
             kind, options = entry[0], (entry[1] if len(entry) > 1 else {})
             if options.get("forceInput"):
                 continue
-            if isinstance(kind, list) or kind in WIDGET_TYPES:
+            if isinstance(kind, list) or kind in WIDGET_TYPES or kind == "COMBO":  # V1 list or V3 COMBO combos
                 names.append(name)
                 if options.get("control_after_generate") or name in ("seed", "noise_seed"):
                     names.append("control_after_generate")
@@ -150,12 +150,13 @@ def _main() -> None:
 
     sys.path[:0] = [str(REPO), str(REPO / "tests")]
     import comfy_stub
-    from support.pack import import_pack
+    from comfy_stub import harness
+    from support.pack import PACK_NAME, import_pack
 
     with tempfile.TemporaryDirectory() as base:
         comfy_stub.activate(base)
-        pack = import_pack()
-        for path in write_api_files(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS) + write_views():
+        classes, names = harness.node_mappings(import_pack(), name=PACK_NAME)  # as ComfyUI 0.8 registers them
+        for path in write_api_files(classes, names) + write_views():
             print("wrote", path.relative_to(REPO))
         comfy_stub.deactivate()
 

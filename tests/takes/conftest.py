@@ -59,15 +59,18 @@ def comfyui(takes_comfy_root, light_eval_models):
     pack_module("nodes.comfy_bridge").register_model_folders()
     pack_module("nodes.prompt_checks").register()
 
-    class LightEvalModels(pack.NODE_CLASS_MAPPINGS["ConsisIDEvalModelsLoader"]):
+    nodes = pack_module("nodes").NODES_BY_ID
+
+    class LightEvalModels(nodes["ConsisIDEvalModelsLoader"]):
         @classmethod
-        def VALIDATE_INPUTS(cls, model):
+        def validate_inputs(cls, model):
             return True
 
-        def load(self, model, device, onnx_provider):
+        @classmethod
+        def execute(cls, model, device, onnx_provider):
             return (light_eval_models,)
 
-    mappings = {**pack.NODE_CLASS_MAPPINGS, "ConsisIDEvalModelsLoader": LightEvalModels, **core_nodes.MAPPINGS}
+    mappings = {**nodes, "ConsisIDEvalModelsLoader": LightEvalModels, **core_nodes.MAPPINGS}
     yield SimpleNamespace(root=takes_comfy_root, folder_paths=folder_paths, pack=pack, mappings=mappings,
                           run=lambda prompt: harness.execute(prompt, mappings))
     comfy_stub.deactivate()

@@ -170,15 +170,17 @@ def test_pick_take_keeps_the_take_the_scores_favour(comfyui, light_eval_models, 
         identity[seed] = (s.facesim_arc + s.facesim_cur) / 2
     expected = max(identity, key=identity.get)
     assert expected == 2, identity  # the data makes the middle take win (neither the first nor the last)
-    node = comfyui.pack.NODE_CLASS_MAPPINGS["ConsisIDPickTake"]()
-    result = node.pick(light_eval_models, takes, torch.from_numpy(astronaut[None] / 255.0).float(), "fixed", 0.0)
-    picked, seed, ranking, plot = result["result"]
+    node = pack_module("nodes").NODES_BY_ID["ConsisIDPickTake"]
+    result = node.execute(light_eval_models, takes, torch.from_numpy(astronaut[None] / 255.0).float(), "fixed", 0.0)
+    picked, seed, ranking, plot = result.result
     assert seed == expected and torch.equal(picked, frames[expected])
     assert [int(line.split()[1]) for line in ranking.splitlines()[1:4]] == sorted(identity, key=identity.get,
                                                                                  reverse=True)
 
 
 def test_pick_take_without_eval_models_says_what_to_connect(comfyui):
-    node = comfyui.pack.NODE_CLASS_MAPPINGS["ConsisIDPickTake"]()
+    from support.pack import pack_module
+
+    node = pack_module("nodes").NODES_BY_ID["ConsisIDPickTake"]
     with pytest.raises(Exception, match="connect a ConsisID Eval Models Loader"):
-        node.pick(None, None, torch.zeros(1, 64, 64, 3), "fixed", 0.3)
+        node.execute(None, None, torch.zeros(1, 64, 64, 3), "fixed", 0.3)

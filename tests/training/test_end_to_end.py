@@ -23,9 +23,9 @@ def canvas(comfy_base, lora_run):
     (base / "models" / "consisid_loras").mkdir(parents=True, exist_ok=True)
     shutil.copy(lora_run[3].lora_path, base / "models" / "consisid_loras" / LORA_FILE)
     comfy_stub.activate(base)
-    pack = import_pack()
+    import_pack()
     pack_module("nodes.comfy_bridge").register_model_folders()
-    mappings = {**pack.NODE_CLASS_MAPPINGS, **core_nodes.MAPPINGS}
+    mappings = {**pack_module("nodes").NODES_BY_ID, **core_nodes.MAPPINGS}
     yield lambda prompt: harness.execute(prompt, mappings)
     pack_module("nodes.model_cache").REGISTRY.clear()
     comfy_stub.deactivate()

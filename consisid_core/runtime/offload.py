@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ..choices import MEMORY_MODES as MEMORY_MODES  # the list lives in consisid_core.choices
+from ..choices import MEMORY_MODES
 from . import offload_groups as groups
 from .pinning import HostPins, PinStats
 

@@ -1,18 +1,19 @@
-"""Attention backends: PyTorch SDPA (with a kernel choice) or, when installed, SageAttention / FlashAttention.
+"""Attention backends: which exist, which run here, and their attention functions.
 
-The SDPA variants keep diffusers' own attention processor and only pin the kernel. The optional
-libraries use our processor, which computes the CogVideoX joint text+video attention the same way
-(q/k norm, rotary embedding on the video tokens) but calls the chosen attention function.
+PyTorch SDPA (with a kernel choice) or, when installed, SageAttention / FlashAttention. `attention_problem`
+says why a backend cannot run on a device in a dtype; the engine's joint processor (engine/joint_attention.py)
+calls the functions registered here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from .devices import DTYPE_NAMES
 
 SDPA_KERNELS = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_efficient": "EFFICIENT_ATTENTION", "sdpa_math": "MATH",
                 "sdpa_cudnn": "CUDNN_ATTENTION"}
@@ -20,6 +21,10 @@ OPTIONAL_BACKENDS = {"sageattention": "sageattention", "flash_attn": "flash_attn
 
 
 KNOWN_BACKENDS = ("sdpa", *SDPA_KERNELS, *OPTIONAL_BACKENDS)
+# attention backends that only exist as CUDA kernels, and those that only take half-precision inputs
+CUDA_ONLY_ATTENTION = ("sdpa_flash", "sdpa_efficient", "sdpa_cudnn", "sageattention", "flash_attn")
+HALF_ONLY_ATTENTION = ("sdpa_flash", "sdpa_cudnn", "sageattention", "flash_attn")
+CPU_ATTENTION = ("sdpa", "sdpa_math")
 _IMPORT_ERRORS: dict[str, str | None] = {}
 
 
@@ -92,70 +97,20 @@ def backend_kernel_error(name: str, device: torch.device, dtype: torch.dtype) ->
     return _KERNEL_ERRORS[key]
 
 
-class JointAttentionProcessor:
-    """CogVideoX/ConsisID joint attention over [text | video] tokens with a pluggable attention function."""
-
-    def __init__(self, attention_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-        self.attention_fn = attention_fn
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
-        from diffusers.models.embeddings import apply_rotary_emb
-
-        if attention_mask is not None:
-            raise ValueError("ConsisID attention does not use masks")
-        text_len = encoder_hidden_states.size(1)
-        tokens = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-        batch = tokens.shape[0]
-
-        def heads(x: torch.Tensor) -> torch.Tensor:
-            return x.view(batch, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
-
-        q, k, v = heads(attn.to_q(tokens)), heads(attn.to_k(tokens)), heads(attn.to_v(tokens))
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
-        if image_rotary_emb is not None:
-            q[:, :, text_len:] = apply_rotary_emb(q[:, :, text_len:], image_rotary_emb)
-            if not attn.is_cross_attention:
-                k[:, :, text_len:] = apply_rotary_emb(k[:, :, text_len:], image_rotary_emb)
-        out = self.attention_fn(q, k, v)
-        out = out.transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[-1]).to(tokens.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        return out[:, text_len:], out[:, :text_len]
-
-
-def _attention_modules(transformer):
-    return [block.attn1 for block in transformer.transformer_blocks]
-
-
-@contextlib.contextmanager
-def attention_backend(transformer, name: str):
-    """Within the block, the transformer's self-attention uses backend `name`."""
-    if name == "sdpa":
-        yield
-        return
-    if name in SDPA_KERNELS:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        with sdpa_kernel(getattr(SDPBackend, SDPA_KERNELS[name])):
-            yield
-        return
-    with joint_attention(transformer, ATTENTION_FUNCTIONS[name]):
-        yield
-
-
-@contextlib.contextmanager
-def joint_attention(transformer, attention_fn: Callable):
-    """Within the block, every block's self-attention runs our joint processor with `attention_fn`
-    (only the processors change: the blocks, and the face injections between them, stay as they are)."""
-    modules = _attention_modules(transformer)
-    saved = [m.processor for m in modules]
-    processor = JointAttentionProcessor(attention_fn)
-    for m in modules:
-        m.processor = processor
-    try:
-        yield
-    finally:
-        for m, p in zip(modules, saved):
-            m.processor = p
+def attention_problem(attention: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why `attention` cannot run on `device` in `dtype` (one line with what to choose), or None."""
+    if attention not in KNOWN_BACKENDS:
+        return f"attention must be one of {available_backends()}; got {attention!r}"
+    error = backend_import_error(attention)
+    if error is not None:
+        return f"attention '{attention}' is not usable here ({error}); choose 'sdpa' or reinstall it for this torch"
+    if attention in CUDA_ONLY_ATTENTION and device.type != "cuda":
+        return f"attention '{attention}' needs a CUDA GPU but the device is '{device}'; choose one of {list(CPU_ATTENTION)}"
+    if attention in HALF_ONLY_ATTENTION and dtype not in (torch.float16, torch.bfloat16):
+        return (f"attention '{attention}' runs only in bf16/fp16 but the precision is "
+                f"{DTYPE_NAMES.get(dtype, dtype)}; choose precision bf16 (or fp16), or attention 'sdpa'")
+    if attention != "sdpa" and device.type == "cuda":
+        error = backend_kernel_error(attention, device, dtype)
+        if error is not None:
+            return f"attention '{attention}' does not run on this GPU with this torch ({error}); choose 'sdpa'"
+    return None

@@ -1,15 +1,12 @@
-"""Photos for the face pipeline: read by the package's one image normaliser, then capped at 1024 px like the reference."""
+"""The face chain's photo size: capped at 1024 px on the long edge like the reference, after the package's one
+image normaliser (consisid_core.image_input) has read it."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from ..image_input import load_rgb
-
 MAX_LONG_EDGE = 1024  # reference `resize_numpy_image_long(image, 1024)`
-
-__all__ = ["MAX_LONG_EDGE", "load_rgb", "resize_long_edge"]
 
 
 def resize_long_edge(rgb: np.ndarray, max_edge: int = MAX_LONG_EDGE) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""What a loaded checkpoint supports, read once from its configs."""
+"""What a checkpoint supports (native sizes, size rules), read once from its configs; at the package base so the
+engine, model_folder, training and the nodes all import it downward."""
 
 from __future__ import annotations
 
