@@ -9,9 +9,11 @@ import copy
 import pytest
 
 from consisid_core.batch.workflow import WorkflowError, apply_job
+from support.pack import REPO
 from support.workflows import API_DIR, load
 
 SCORED = "consisid_scored_api.json"
+PREVIOUS = REPO / "tests" / "nodes" / "previous_release"
 STRING_NODES = ("PrimitiveStringMultiline", "PrimitiveString")  # what ComfyUI 0.8 evaluates to its `value`
 
 
@@ -88,3 +90,18 @@ def test_a_link_to_a_missing_node_or_a_circle_is_refused():
     workflow["96"] = {"class_type": "PrimitiveString", "inputs": {"value": ["23", 0]}}
     with pytest.raises(WorkflowError, match="linked in a circle"):
         apply_job(workflow, "face.png", "a man")
+
+
+def test_the_previous_releases_typed_copy_in_identity_score_follows_the_job_prompt():
+    """The previous release's scores workflow typed the prompt into Identity Score by hand; a job's prompt replaces
+    that copy too (a different typed prompt, or none, is the user's choice and stays)."""
+    workflow = load(PREVIOUS / SCORED)
+    encode, score = _only(workflow, "ConsisIDTextEncode"), _only(workflow, "ConsisIDIdentityScore")
+    assert isinstance(workflow[score]["inputs"]["prompt"], str)
+    assert workflow[score]["inputs"]["prompt"] == _resolved(workflow, encode, "prompt"), "a typed copy"
+    patched = apply_job(workflow, "face.png", "a woman reading in a library")
+    assert _resolved(patched, score, "prompt") == "a woman reading in a library"
+
+    for own in ("a portrait, sharp", ""):
+        workflow[score]["inputs"]["prompt"] = own
+        assert apply_job(workflow, "face.png", "a man")[score]["inputs"]["prompt"] == own

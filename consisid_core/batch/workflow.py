@@ -156,6 +156,19 @@ def set_text(workflow: dict, node_id: str, name: str, text: str) -> None:
     workflow[source].setdefault("inputs", {})[input_name] = text
 
 
+def _typed_prompt_copies(workflow: dict, encoders: list[str]) -> list[str]:
+    """Identity Score nodes whose prompt is typed and equal to a Text Encode prompt (older workflows copied it by
+    hand): the job's prompt goes there too, so CLIPScore scores the prompt the video was made from."""
+    prompts = set()
+    for node_id in encoders:
+        source, name = text_source(workflow, node_id, "prompt")
+        if isinstance(workflow[source]["inputs"].get(name), str):
+            prompts.add(workflow[source]["inputs"][name])
+    return [node_id for node_id in nodes_of(workflow, node_ids.IDENTITY_SCORE)
+            if isinstance(workflow[node_id].get("inputs", {}).get("prompt"), str)
+            and workflow[node_id]["inputs"]["prompt"] in prompts - {""}]
+
+
 def safe_name(name: str) -> str:
     """A file-name-safe version of a job name."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
@@ -177,10 +190,13 @@ def apply_job(
     encoders = nodes_of(patched, TEXT_ENCODE)
     if not encoders:
         raise WorkflowError(f"the workflow has no {TEXT_ENCODE} node to put the prompt in")
+    typed_copies = _typed_prompt_copies(patched, encoders)
     for node_id in encoders:
         set_text(patched, node_id, "prompt", prompt)
         if negative_prompt is not None:
             set_text(patched, node_id, "negative_prompt", negative_prompt)
+    for node_id in typed_copies:  # a saved workflow's Identity Score holding a typed copy of the prompt
+        patched[node_id]["inputs"]["prompt"] = prompt
     if seed is not None:
         samplers = nodes_of(patched, SAMPLER)
         if not samplers:

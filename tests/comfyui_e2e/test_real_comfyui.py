@@ -113,7 +113,8 @@ def test_pack_imports_without_error_and_lists_every_node_under_consisid(server):
     assert status == 200
     ours = {k: v for k, v in info.items() if v.get("category") == "ConsisID"}
     assert sorted(ours) == sorted(NODE_IDS)
-    assert ours["ConsisIDModelLoader"]["input"]["required"]["model"][0] == [MODEL_NAME]
+    model_input = ours["ConsisIDModelLoader"]["input"]["required"]["model"]  # a V3 Combo: ("COMBO", {"options"})
+    assert model_input[0] == "COMBO" and model_input[1]["options"] == [MODEL_NAME], model_input
     assert ours["ConsisIDModelLoader"]["display_name"] == "ConsisID DiT Loader"
     status, stats = run(_stats(server))
     print(f"\nComfyUI version {stats['system']['comfyui_version']}, python {stats['system']['python_version'].split()[0]}")
@@ -271,7 +272,9 @@ def test_interrupt_stops_sampling_and_the_next_run_works(server):
     last = max(d["value"] for d in events.of("progress") if d.get("node") == sampler)
     print(f"\ninterrupt sent at step {interrupted['at']}/400, last step reported {last}, then a new run made "
           f"{_count_frames(video)} frames")
-    assert last < 400 and last - interrupted["at"] <= 3, "stopped within a few steps of the interrupt"
+    # a tiny step takes milliseconds while /interrupt makes a round trip through the client (5 steps seen on a busy
+    # 2-core machine): 10 of 400 still shows Cancel is checked at every step, not at the end
+    assert last < 400 and last - interrupted["at"] <= 10, "stopped within a few steps of the interrupt"
     assert _count_frames(video) == 9
 
 
