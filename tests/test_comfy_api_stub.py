@@ -133,7 +133,7 @@ def test_missing_define_schema_or_execute_raises(api):
     with pytest.raises(Exception, match="No define_schema function"):
         NoSchema()
     with pytest.raises(Exception, match="No execute function was defined for node class NoExecute"):
-        NoExecute.RETURN_TYPES
+        _ = NoExecute.RETURN_TYPES
     with pytest.raises(NotImplementedError):
         NoSchema.INPUT_TYPES()  # like 0.8: INPUT_TYPES() does not check the class, define_schema is the placeholder
 

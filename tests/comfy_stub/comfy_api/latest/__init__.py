@@ -11,7 +11,7 @@ from comfy_api.latest import _ui_public as ui
 class ComfyExtension(ABC):
     """What a V3 pack's `comfy_entrypoint()` returns: ComfyUI awaits on_load(), then get_node_list()."""
 
-    async def on_load(self) -> None:
+    async def on_load(self) -> None:  # noqa: B027 - optional hook, empty by design (as in ComfyUI)
         """Called when the extension is loaded (set up shared resources here)."""
 
     @abstractmethod
